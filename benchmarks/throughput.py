@@ -1,0 +1,96 @@
+"""Offline throughput: r1stack's engine vs transformers' generate (static batches of 16, padded), same model,
+same dtype, same machine, one run. 64 requests with random token-id prompts and output lengths drawn uniformly
+from [32, 256] (seed 0, EOS ignored). Prints output tokens/s for each and the ratio; writes results/throughput.json.
+
+    .venv/bin/python benchmarks/throughput.py [--dtype bfloat16] [--device cpu] [--requests 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+from rich.progress import Progress
+
+from common import DATA_DIR, print_table, write_results  # noqa: E402
+
+
+def workload(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
+    rng = random.Random(seed)
+    return [([rng.randrange(1000, vocab) for _ in range(rng.randint(32, 128))], rng.randint(32, 256))
+            for _ in range(n)]
+
+
+def run_r1stack(work, dtype: str, device: str) -> dict:
+    from r1stack import LLM, SamplingParams
+
+    llm = LLM("smollm2-135m-instruct", dtype=dtype, device=device, data_dir=DATA_DIR, max_num_seqs=len(work))
+    llm.generate({"prompt_token_ids": work[0][0]}, SamplingParams(max_tokens=8, ignore_eos=True))  # warm-up
+    prompts = [{"prompt_token_ids": p} for p, _ in work]
+    params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for _, n in work]
+    t0 = time.perf_counter()
+    outs = llm.generate(prompts, params, use_tqdm=True)
+    elapsed = time.perf_counter() - t0
+    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+            "preemptions": llm.engine.stats().num_preemptions}
+
+
+def run_transformers(work, dtype: str, device: str, batch: int = 16) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    from r1stack.engine.store import resolve
+
+    src = resolve("smollm2-135m-instruct", DATA_DIR)
+    model = AutoModelForCausalLM.from_pretrained(src.path.parent, gguf_file=src.path.name,
+                                                 dtype=getattr(torch, dtype)).to(device).eval()
+    pad = 2
+    tokens = 0
+    t0 = None
+    with Progress(transient=True) as bar, torch.inference_mode():
+        task = bar.add_task("transformers", total=len(work))
+        warm = torch.tensor([work[0][0]], device=device)
+        model.generate(warm, max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=pad)
+        t0 = time.perf_counter()
+        for i in range(0, len(work), batch):
+            chunk = work[i:i + batch]
+            width = max(len(p) for p, _ in chunk)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p, _ in chunk], device=device)  # left padding
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in chunk], device=device)
+            longest = max(n for _, n in chunk)
+            model.generate(ids, attention_mask=mask, max_new_tokens=longest, min_new_tokens=longest,
+                           do_sample=False, pad_token_id=pad)
+            tokens += sum(n for _, n in chunk)  # only the tokens each request asked for count
+            bar.advance(task, len(chunk))
+    elapsed = time.perf_counter() - t0
+    return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed, "batch": batch}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--requests", type=int, default=64)
+    args = ap.parse_args()
+    work = workload(args.requests, 49152)
+    ours = run_r1stack(work, args.dtype, args.device)
+    theirs = run_transformers(work, args.dtype, args.device)
+    ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
+    print_table(f"offline throughput, {args.requests} requests, {args.dtype}, {args.device}",
+                ["system", "output tokens", "seconds", "tokens/s"],
+                [["r1stack", ours["output_tokens"], ours["seconds"], ours["tokens_per_s"]],
+                 ["transformers (static batch 16)", theirs["output_tokens"], theirs["seconds"],
+                  theirs["tokens_per_s"]],
+                 ["ratio r1stack / transformers", "", "", ratio]])
+    path = write_results(f"throughput-{args.device}", {
+        "workload": {"requests": args.requests, "prompt_len": "uniform[32,128] random ids", "output_len":
+                     "uniform[32,256]", "seed": 0, "ignore_eos": True, "dtype": args.dtype},
+        "r1stack": ours, "transformers": theirs, "ratio": ratio,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The native inference engine: tokens in, tokens out."""

@@ -1,0 +1,67 @@
+"""The KV cache tensors, and how many blocks a memory budget buys."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from r1stack.engine.config import EngineArgs, ModelConfig
+from r1stack.errors import UserError
+
+log = logging.getLogger("r1stack.engine")
+
+
+class KVCache:
+    def __init__(self, cfg: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device):
+        self.num_blocks, self.block_size = num_blocks, block_size
+        # One extra slot at the end stays zero: padded positions of a batched decode read it, so stale or
+        # uninitialised memory (possibly NaN) never meets the attention weights. empty() keeps start-up instant.
+        shape = (cfg.num_layers, num_blocks * block_size + 1, cfg.num_kv_heads, cfg.head_dim)
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
+        self.k[:, -1].zero_()
+        self.v[:, -1].zero_()
+
+    @property
+    def num_slots(self) -> int:
+        return self.num_blocks * self.block_size
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Measured from the allocated tensors, not from the formula."""
+        return (self.k.nbytes + self.v.nbytes) / self.k.shape[1]
+
+    @property
+    def zero_slot(self) -> int:
+        return self.num_slots
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(self.k[i], self.v[i]) for i in range(self.k.shape[0])]
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def plan_num_blocks(cfg: ModelConfig, args: EngineArgs, dtype: torch.dtype, device: torch.device) -> int:
+    budget = args.kv_cache_bytes
+    if budget is None:
+        if not 0 < args.kv_cache_fraction <= 0.95:
+            raise UserError(f"kv_cache_fraction must be in (0, 0.95], got {args.kv_cache_fraction}")
+        budget = int(free_memory_bytes(device) * args.kv_cache_fraction)
+    per_block = cfg.kv_bytes_per_token(dtype) * args.block_size
+    num_blocks = budget // per_block
+    if num_blocks < 1:
+        raise UserError(f"the KV cache budget ({budget} bytes) holds less than one block of {args.block_size} "
+                        f"tokens ({per_block} bytes); raise kv_cache_bytes or kv_cache_fraction")
+    return int(num_blocks)

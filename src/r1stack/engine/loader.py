@@ -1,0 +1,166 @@
+"""Checkpoints into the model: safetensors directories and GGUF files, one tensor at a time.
+
+The model is built on the meta device and materialised once at the target dtype, so memory never holds two full
+copies of the weights. GGUF tensors are dequantized here (keeping them packed is the quantization issue's job).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from r1stack.engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
+from r1stack.engine.gguf_file import config_from_gguf, dequantize, open_gguf
+from r1stack.engine.models.llama import LlamaForCausalLM
+from r1stack.engine.store import ModelSource
+from r1stack.errors import UserError
+from r1stack.progress import track
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    config: ModelConfig
+    tokenizer: object  # a transformers tokenizer
+    generation_defaults: dict = field(default_factory=dict)
+
+
+def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    try:
+        reader = open_gguf(src.path) if src.format == "gguf" else None
+        cfg = config_from_gguf(reader) if reader is not None else _hf_config(src.path)
+        tokenizer = load_tokenizer(src)
+        with torch.device("meta"):
+            model = LlamaForCausalLM(cfg).to(dtype)
+        model.to_empty(device=device)
+        tensors = _gguf_tensors(reader, cfg) if reader is not None else _safetensors(src.path)
+        _fill(model, tensors)
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError, IndexError) as e:
+        raise UserError(
+            f"cannot load {src.path}: the checkpoint looks damaged or truncated ({type(e).__name__}: "
+            f"{str(e)[:200]}); download it again"
+        ) from None
+    model.eval()
+    return LoadedModel(model, cfg, tokenizer, _generation_defaults(src))
+
+
+def _hf_config(path: Path) -> ModelConfig:
+    raw = json.loads((path / "config.json").read_text())
+    if raw.get("model_type") not in SUPPORTED_ARCHITECTURES:
+        # Refused before AutoConfig, which would ask for remote code for architectures it does not know.
+        raise UserError(f"unsupported architecture {raw.get('model_type')!r} ({raw.get('architectures')}); this "
+                        f"engine runs {', '.join(SUPPORTED_ARCHITECTURES.values())}")
+    from transformers import AutoConfig
+
+    return ModelConfig.from_hf(AutoConfig.from_pretrained(path))
+
+
+def load_tokenizer(src: ModelSource):
+    from transformers import AutoTokenizer
+
+    if src.format == "hf":
+        return AutoTokenizer.from_pretrained(src.path)
+    # Converting a GGUF vocabulary takes seconds; a store-installed model keeps the result beside the file.
+    cache = src.path.parent / f".tokenizer-{src.path.stem}"
+    if (cache / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(cache)
+    tokenizer = AutoTokenizer.from_pretrained(src.path.parent, gguf_file=src.path.name)
+    if (src.path.parent / ".complete").exists():
+        tokenizer.save_pretrained(cache)
+    return tokenizer
+
+
+def _generation_defaults(src: ModelSource) -> dict:
+    path = src.path / "generation_config.json" if src.format == "hf" else None
+    if path is None or not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {k: raw[k] for k in ("temperature", "top_p", "top_k", "repetition_penalty") if k in raw}
+
+
+def _fill(model: LlamaForCausalLM, tensors) -> None:
+    params = dict(model.named_parameters())
+    filled: set[str] = set()
+    for hf_name, tensor in tensors:
+        target = model.param_for(hf_name)
+        if target is None:
+            continue
+        name, shard = target
+        if name not in params:
+            raise UserError(f"the checkpoint has a tensor {hf_name!r} this architecture does not know; "
+                            f"is config.json from the same model?")
+        p = params[name].data
+        if shard is not None:
+            sizes = model.shard_sizes(name)
+            p = p.narrow(0, sum(sizes[:shard]), sizes[shard])
+            key = f"{name}#{shard}"
+        else:
+            key = name
+        if tuple(p.shape) != tuple(tensor.shape):
+            raise UserError(f"tensor {hf_name} has shape {tuple(tensor.shape)}, expected {tuple(p.shape)}: "
+                            f"config and weights disagree")
+        p.copy_(tensor)
+        filled.add(key)
+    expected = set()
+    for name in params:
+        if "qkv_proj" in name or "gate_up_proj" in name:
+            expected |= {f"{name}#{i}" for i in range(len(model.shard_sizes(name)))}
+        elif not (name == "lm_head.weight" and model.cfg.tie_word_embeddings):
+            expected.add(name)
+    missing = sorted(expected - filled)
+    if missing:
+        raise UserError(f"the checkpoint lacks {len(missing)} tensors (first: {missing[0]}); it is incomplete, "
+                        f"download it again")
+    if model.cfg.tie_word_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+
+
+def _safetensors(path: Path):
+    from safetensors import safe_open
+
+    files = sorted(path.glob("*.safetensors"))
+    names = []
+    handles = [safe_open(str(f), framework="pt") for f in files]
+    for h in handles:
+        names += [(h, k) for k in h.keys()]
+    for h, k in track(names, "loading weights"):
+        yield k, h.get_tensor(k)
+
+
+# GGUF names -> transformers names (llama.cpp's convention for Llama and Qwen2).
+_GGUF_NAMES = {
+    "token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head",
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+
+
+def _gguf_tensors(reader, cfg: ModelConfig):
+    for t in track(reader.tensors, "loading weights"):
+        parts = t.name.split(".")
+        if parts[0] == "blk":
+            name = f"model.layers.{parts[1]}.{_GGUF_NAMES[parts[2]]}.{parts[3]}"
+        else:
+            name = f"{_GGUF_NAMES[parts[0]]}.{parts[1]}"
+        with warnings.catch_warnings():  # the file is memory-mapped read-only; we only read it
+            warnings.simplefilter("ignore", UserWarning)
+            tensor = dequantize(t)
+        # llama.cpp permutes Llama's q/k rows for its rotary layout; undo it (Qwen2 is not permuted).
+        if cfg.architecture == "llama" and parts[-2] in ("attn_q", "attn_k"):
+            heads = cfg.num_heads if parts[-2] == "attn_q" else cfg.num_kv_heads
+            tensor = _unpermute(tensor, heads)
+        yield name, tensor
+
+
+def _unpermute(w: torch.Tensor, heads: int) -> torch.Tensor:
+    dim = w.shape[0] // heads // 2
+    return w.reshape(heads, dim, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)

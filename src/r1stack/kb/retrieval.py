@@ -1,0 +1,119 @@
+"""Hybrid retrieval: dense (vector index) and BM25 candidates fused with reciprocal rank fusion, access-filtered."""
+
+from __future__ import annotations
+
+from r1stack.config import Settings
+from r1stack.errors import UserError
+from r1stack.kb.access import Access, access_for_key
+from r1stack.kb.bm25 import bm25_search
+from r1stack.kb.embedder import BUNDLED, BUNDLED_LANGUAGES
+from r1stack.kb.knowledge_base import KnowledgeBase, open_kb
+from r1stack.kb.models import Hit
+from r1stack.kb.reranker import rerank_scores
+from r1stack.kb.text import has_cjk
+
+MODES = ("hybrid", "dense", "bm25")
+
+
+def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: each list adds 1/(k + rank); ties keep first-seen order."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, 1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def visible_doc_keys(kb: KnowledgeBase, access: Access) -> list[str] | None:
+    """None: no restriction (admin). Otherwise the keys of documents the caller may see."""
+    if access.admin:
+        return None
+    return [key for key, groups in kb.record.doc_groups().items() if access.may_see(groups)]
+
+
+def reads_query_language(kb: KnowledgeBase, query: str) -> bool:
+    """Whether the knowledge base's embedder reads the query's script (only Chinese is told apart so far)."""
+    languages = kb.settings.kb.embedder_languages
+    if languages is None:
+        languages = list(BUNDLED_LANGUAGES) if kb.embedder_name == BUNDLED else None
+    return languages is None or not has_cjk(query) or "zh" in languages
+
+
+def dense_search(
+    kb: KnowledgeBase, query: str, k: int, doc_keys: list[str] | None
+) -> list[tuple[str, float]]:
+    vector = kb.embedder().encode([query])[0]
+    kb.sync_pending()
+    store = kb.store()
+    try:
+        return store.search(vector, k, doc_keys)
+    except Exception as e:
+        raise UserError(
+            f"the vector index of {kb.name!r} failed to answer ({type(e).__name__}: {e}); "
+            f"run `r1stack kb verify {kb.name}` and `r1stack kb rebuild {kb.name}`"
+        ) from e
+
+
+def search(
+    kb: KnowledgeBase, query: str, top_k: int, access: Access, mode: str = "hybrid", rerank: bool = True
+) -> list[Hit]:
+    if not query.strip():
+        raise UserError("the query is empty; give some words to search for")
+    if top_k < 1 or top_k > 100:
+        raise UserError(f"top_k={top_k} is out of range; use 1..100")
+    if mode not in MODES:
+        raise UserError(f"unknown search mode {mode!r}; use one of: {', '.join(MODES)}")
+    doc_keys = visible_doc_keys(kb, access)
+    if doc_keys is not None and not doc_keys:
+        return []
+    pool = max(top_k * 5, 30)
+    rankings: list[list[str]] = []
+    if mode == "hybrid" and not reads_query_language(kb, query):
+        mode = "bm25"  # fusing a ranking from a model that cannot read the query only adds noise
+    if mode in ("hybrid", "dense"):
+        rankings.append([cid for cid, _ in dense_search(kb, query, pool, doc_keys)])
+    if mode in ("hybrid", "bm25"):
+        rankings.append([cid for cid, _ in bm25_search(kb, query, pool, doc_keys)])
+    fused = rrf(rankings, kb.settings.kb.rrf_k)
+
+    # The record decides what exists and who may see it: a stale or foreign index entry never surfaces.
+    chunks = kb.record.chunks([cid for cid, _ in fused])
+    docs = {d.doc_id: d for d in kb.record.documents()}
+    hits: list[Hit] = []
+    for cid, score in fused:
+        chunk = chunks.get(cid)
+        doc = docs.get(chunk.doc_id) if chunk else None
+        if chunk is None or doc is None or not access.may_see(doc.groups):
+            continue
+        hits.append(Hit(kb.name, doc.doc_id, cid, score, chunk.text, doc.source, chunk.heading, chunk.page))
+    if rerank and kb.settings.kb.reranker and hits:
+        scores = rerank_scores(kb.settings.kb.reranker, query, [h.text for h in hits])
+        for h, s in zip(hits, scores, strict=True):
+            h.score = s
+        hits.sort(key=lambda h: -h.score)
+    return hits[:top_k]
+
+
+def retrieve(
+    settings: Settings, kb_names: list[str], query: str, key_id: str | None = None, top_k: int | None = None
+) -> list[Hit]:
+    """The chat pipeline's entry: hybrid search over several knowledge bases as the caller `key_id` may see."""
+    access = access_for_key(settings.kb, key_id)
+    k = top_k or settings.kb.top_k
+    hits: list[Hit] = []
+    for name in dict.fromkeys(kb_names):
+        hits.extend(search(open_kb(settings, name), query, k, access))
+    hits.sort(key=lambda h: -h.score)
+    return hits[:k]
+
+
+class Retriever:
+    """`retrieve` bound to settings, for code that holds one service object (the chat pipeline)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def retrieve(
+        self, kb_names: list[str], query: str, top_k: int | None = None, key_id: str | None = None
+    ) -> list[Hit]:
+        return retrieve(self.settings, kb_names, query, key_id, top_k)

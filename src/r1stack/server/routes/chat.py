@@ -1,0 +1,251 @@
+"""POST /v1/chat/completions: one pipeline turn, answered whole or streamed, with R1 reasoning split out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import aclosing
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from r1stack.errors import UserError
+from r1stack.pipeline import PreparedPrompt, TurnRecord
+from r1stack.server.admission import SlotStreamingResponse
+from r1stack.server.logprobs import chat_logprobs
+from r1stack.server.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatStreamChoice,
+    DeltaMessage,
+    Source,
+    Usage,
+    new_id,
+)
+from r1stack.server.sampling import chat_params
+from r1stack.server.shaping import ChoiceShaper
+from r1stack.server.sse import DONE, error_event, event
+from r1stack.server.state import ClientGone, ServerState, get_state, key_id, until_disconnect
+from r1stack.server.usage import RequestClock
+
+log = logging.getLogger("r1stack.server")
+router = APIRouter()
+
+
+def _messages(req: ChatCompletionRequest) -> list[dict]:
+    # Earlier R1 reasoning is not sent back to the model (DeepSeek's guidance); only the answers are.
+    out = []
+    for m in req.messages:
+        d = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        if m.name:
+            d["name"] = m.name
+        out.append(d)
+    return out
+
+
+def _sources(prepared: PreparedPrompt) -> list[Source] | None:
+    if not prepared.sources:
+        return None
+    return [
+        Source(
+            id=s.id,
+            kind=s.kind,
+            title=s.title,
+            url=s.url,
+            knowledge_base=s.knowledge_base,
+            document=s.document,
+            chunk=s.chunk,
+            score=s.score,
+            text=s.text,
+        )
+        for s in prepared.sources
+    ]
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+async def chat_completions(req: ChatCompletionRequest, request: Request) -> Response:
+    st = get_state(request)
+    model = st.check_model(req.model)
+    caller = key_id(request)
+    clock = RequestClock()
+    prepared = await st.pipeline.prepare_chat(
+        _messages(req),
+        key_id=caller,
+        knowledge_bases=req.knowledge_bases,
+        web_search=req.web_search,
+        top_k_sources=req.top_k_sources,
+        add_generation_prompt=req.add_generation_prompt,
+        chat_template_kwargs=req.chat_template_kwargs,
+    )
+    requested = req.max_completion_tokens or req.max_tokens
+    param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+    max_tokens = st.pipeline.resolve_max_tokens(prepared, requested, param)
+    params = chat_params(req, st.engine.model_info.generation_defaults, max_tokens)
+    request_id = new_id("chatcmpl")
+    slot = st.admission.admit(params.n)
+    if req.stream:
+        body = _stream(st, req, prepared, params, request_id, model, caller, clock, slot)
+        return SlotStreamingResponse(
+            body,
+            slot,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
+        result = await until_disconnect(
+            request, _whole(st, req, prepared, params, request_id, model, caller, clock)
+        )
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        slot.release()
+    return JSONResponse(result.model_dump(exclude_none=False))
+
+
+async def _whole(
+    st: ServerState, req, prepared, params, request_id, model, caller, clock
+) -> ChatCompletionResponse:
+    final = None
+    async with aclosing(st.pipeline.generate(prepared, params, request_id, st.request_timeout_s)) as outs:
+        async for out in outs:
+            clock.saw(out)
+            final = out
+    choices = []
+    factory = st.pipeline.output_filter_factory(caller)
+    completion_tokens = 0
+    texts = []
+    for o in sorted(final.outputs, key=lambda o: o.index):
+        shaper = ChoiceShaper(st.reasoning, factory)
+        a, b = shaper.feed(o.text), shaper.finish()
+        reasoning = (a.reasoning + b.reasoning) or None
+        content = a.content + b.content
+        texts.append(content)
+        completion_tokens += len(o.token_ids)
+        lp = None
+        if params.logprobs is not None and o.logprobs is not None:
+            lp = chat_logprobs(st.engine.tokenizer, o.token_ids, o.logprobs, params.logprobs)
+        choices.append(
+            ChatChoice(
+                index=o.index,
+                message=AssistantMessage(
+                    content=content if (content or not reasoning) else None, reasoning_content=reasoning
+                ),
+                logprobs=lp,
+                finish_reason=o.finish_reason,
+                stop_reason=o.stop_reason,
+            )
+        )
+    usage = Usage(
+        prompt_tokens=len(prepared.prompt_token_ids),
+        completion_tokens=completion_tokens,
+        total_tokens=len(prepared.prompt_token_ids) + completion_tokens,
+    )
+    _finish(
+        st, clock, request_id, caller, model, prepared, usage, final.outputs[0].finish_reason, texts, factory
+    )
+    return ChatCompletionResponse(
+        id=request_id,
+        model=model,
+        choices=choices,
+        usage=usage,
+        sources=_sources(prepared),
+        notices=prepared.notices or None,
+    )
+
+
+async def _stream(st: ServerState, req, prepared, params, request_id, model, caller, clock, slot):
+    created = int(time.time())
+    n = params.n
+    factory = st.pipeline.output_filter_factory(caller)
+    shapers = [ChoiceShaper(st.reasoning, factory) for _ in range(n)]
+    seen_chars = [0] * n
+    seen_tokens = [0] * n
+    texts = [""] * n
+    finish_reason = None
+    usage = Usage(prompt_tokens=len(prepared.prompt_token_ids))
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+    def chunk(choices, **extra) -> str:
+        return event(
+            ChatCompletionChunk(id=request_id, created=created, model=model, choices=choices, **extra)
+        )
+
+    try:
+        for i in range(n):
+            first = {"sources": _sources(prepared), "notices": prepared.notices or None} if i == 0 else {}
+            yield chunk(
+                [ChatStreamChoice(index=i, delta=DeltaMessage(role="assistant", content=""))], **first
+            )
+        outs = aclosing(st.pipeline.generate(prepared, params, request_id, st.request_timeout_s))
+        async with outs as gen:
+            async for out in gen:
+                clock.saw(out)
+                for o in out.outputs:
+                    i = o.index
+                    delta_text = o.text[seen_chars[i] :]
+                    new_ids = o.token_ids[seen_tokens[i] :]
+                    lp = None
+                    if params.logprobs is not None and o.logprobs is not None and new_ids:
+                        lp = chat_logprobs(
+                            st.engine.tokenizer, new_ids, o.logprobs[seen_tokens[i] :], params.logprobs
+                        )
+                    seen_chars[i], seen_tokens[i] = len(o.text), len(o.token_ids)
+                    d = shapers[i].feed(delta_text)
+                    if o.finish_reason is not None:
+                        tail = shapers[i].finish()
+                        d.reasoning += tail.reasoning
+                        d.content += tail.content
+                        finish_reason = finish_reason or o.finish_reason
+                    texts[i] += d.content
+                    if d or lp is not None or o.finish_reason is not None:
+                        delta = DeltaMessage(content=d.content or None, reasoning_content=d.reasoning or None)
+                        yield chunk(
+                            [
+                                ChatStreamChoice(
+                                    index=i,
+                                    delta=delta,
+                                    logprobs=lp,
+                                    finish_reason=o.finish_reason,
+                                    stop_reason=o.stop_reason,
+                                )
+                            ]
+                        )
+        usage.completion_tokens = sum(seen_tokens)
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        if include_usage:
+            yield chunk([], usage=usage)
+        _finish(st, clock, request_id, caller, model, prepared, usage, finish_reason, texts, factory)
+    except UserError as e:
+        yield error_event(e.message, e.error_type, e.status_code, e.param)
+    except Exception as e:  # the stream has started: report in-band, never as a broken connection
+        log.exception("stream %s failed", request_id)
+        yield error_event(f"internal error: {type(e).__name__}: {e}", "server_error", 500)
+    finally:
+        slot.release()
+    yield DONE
+
+
+def _finish(
+    st: ServerState, clock, request_id, caller, model, prepared, usage, finish_reason, texts, filters
+) -> None:
+    clock.observe(st.metrics, usage.prompt_tokens, usage.completion_tokens, finish_reason)
+    st.pipeline.record(
+        TurnRecord(
+            request_id=request_id,
+            key_id=caller,
+            model=model,
+            endpoint="chat",
+            prompt=prepared.prompt,
+            output="\n".join(texts),
+            sources=prepared.sources,
+            web_queries=prepared.web_queries,
+            redactions=filters.counts() if filters else {},
+            blocked=bool(filters and filters.blocked),
+            finish_reason=finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+    )

@@ -1,0 +1,109 @@
+"""The streaming redactor: for every split of the input, what it sends equals the whole-text redaction and never
+carries a raw identifier, and it holds back no more than could still become one."""
+
+import random
+
+import pytest
+from pii_corpus import corpus
+
+from r1stack.guard import PiiFilter
+
+CASES = [  # (entity, value) placed in a Chinese and an English sentence
+    ("ID_CARD", "11010519491231002X"),
+    ("ID_CARD", "110105491231002"),
+    ("MOBILE", "13812345678"),
+    ("MOBILE", "+86 138-1234-5678"),
+    ("LANDLINE", "(0755)23456789"),
+    ("BANK_CARD", "6217001234567890122"),
+    ("BANK_CARD", "4111 1111 1111 1111"),
+    ("USCC", "91350100M000100Y43"),
+    ("PASSPORT", "E12345678"),
+    ("EMAIL", "zhang.wei@bank.com.cn"),
+    ("IP_ADDRESS", "192.168.10.4"),
+    ("IP_ADDRESS", "2001:db8::8a2e:370:7334"),
+]
+CONTEXT = {
+    "ID_CARD": ("身份证号", "ID card"),
+    "MOBILE": ("手机", "mobile"),
+    "LANDLINE": ("座机", "office phone"),
+    "BANK_CARD": ("银行卡", "card"),
+    "USCC": ("信用代码", "credit code"),
+    "PASSPORT": ("护照", "passport"),
+    "EMAIL": ("邮箱", "email"),
+    "IP_ADDRESS": ("服务器", "server"),
+}
+
+
+def stream(pii, chunks):
+    s = pii.stream()
+    out = [s.feed(c) for c in chunks] + [s.flush()]
+    return out, s
+
+
+def texts(entity, value):
+    zh, en = CONTEXT[entity]
+    return [f"客户的{zh}是{value}，请勿外传。", f"The {en} is {value}, keep it private."]
+
+
+@pytest.mark.parametrize("entity,value", CASES, ids=[f"{e}:{v}" for e, v in CASES])
+@pytest.mark.parametrize("policy", ["redact", "mask"])
+def test_every_split_position(entity, value, policy):
+    pii = PiiFilter(policy)
+    for text in texts(entity, value):
+        whole = pii.redact(text)
+        assert [f.entity for f in whole.findings] == [entity], text
+        assert value not in whole.text
+        for cut in range(len(text) + 1):
+            chunks, s = stream(pii, [text[:cut], text[cut:]])
+            assert "".join(chunks) == whole.text, (text, cut)
+            assert s.counts == {entity: 1}
+            assert [(f.start, f.end) for f in s.findings] == [(f.start, f.end) for f in whole.findings]
+            # No chunk carries five letters or digits of the raw value in a row (mask keeps the last four).
+            pieces = {value[i : i + 5] for i in range(len(value) - 4) if value[i : i + 5].isalnum()}
+            assert not any(p in c for c in chunks for p in pieces if p not in text.replace(value, "")), (
+                text,
+                cut,
+            )
+        chunks, _ = stream(pii, list(text))
+        assert "".join(chunks) == whole.text
+
+
+def test_random_chunking_over_the_corpus():
+    pii = PiiFilter()
+    r = random.Random(5)
+    for sample in corpus(400, seed=99):
+        text = sample.text
+        chunks, at = [], 0
+        while at < len(text):
+            n = r.randint(1, 7)
+            chunks.append(text[at : at + n])
+            at += n
+        out, _ = stream(pii, chunks)
+        assert "".join(out) == pii.redact(text).text, text
+
+
+def test_holds_back_only_what_could_still_be_an_identifier():
+    s = PiiFilter().stream()
+    assert s.feed("今天天气很好，") == "今天天气很好，"
+    assert s.feed("我的手机是138") == "我的手机是"  # "138" may become a mobile number
+    assert s.held == 3
+    assert s.feed("1234") == ""
+    out = s.feed("5678，明天见，谢谢！")
+    assert out.startswith("[手机号]")
+    assert s.held == 0 or "13812345678" not in out
+    assert s.feed("hello") == ""  # could be the start of hello@example.com
+    assert s.feed(" world, ") == "hello world, "
+
+
+def test_block_stops_the_stream_at_the_identifier():
+    s = PiiFilter("block").stream()
+    sent = (
+        s.feed("你好，我的邮箱是")
+        + s.feed("li.na@example")
+        + s.feed(".com，再见")
+        + s.feed("更多内容")
+        + s.flush()
+    )
+    assert s.blocked
+    assert sent == "你好，我的邮箱是"
+    assert s.feed("later text") == ""
