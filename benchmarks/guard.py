@@ -57,7 +57,11 @@ def presidio_analyzer():
     analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
     return (
         analyzer,
-        "presidio-analyzer with spacy.blank('en'): pattern recognisers only (no trained spaCy model offline)",
+        (
+            "presidio-analyzer 2.2 with spacy.blank('en'): its pattern recognisers only, since no trained spaCy model "
+            "can be had offline (en_core_web_* are not on PyPI); tldextract could not download the public-suffix "
+            "list offline and used its bundled copy"
+        ),
     )
 
 

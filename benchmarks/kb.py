@@ -223,6 +223,15 @@ def main() -> None:
                         "documents": len(zh_docs), "queries": len(zh_q),
                         "query_kind": "one clause (>= 8 CJK chars) unique to its message"},
         },
+        "notes": [
+            "hybrid = reciprocal rank fusion (k=60) of the dense and BM25 rankings, 5*top_k candidates each",
+            "with the bundled English-only embedder, hybrid leaves the dense ranking out for Chinese queries "
+            "(kb.embedder_languages), so Chinese hybrid equals BM25 here; Chinese dense shows why",
+            "latency probes: 50 English + 50 Chinese queries, top_k=5, end to end (query embedding included)",
+            "index_only: HNSW search alone vs exact numpy search over the same stored vectors (the peer)",
+            "10k/100k chunks: the real corpora's chunks and embeddings repeated with small noise (not re-embedded)",
+            "machine shared with other jobs: see load_average_at_start; timings are noisy, compare ratios",
+        ],
         "ingestion": {}, "quality": {}, "latency": {},
     }  # fmt: skip
     try:

@@ -23,10 +23,13 @@ def workload(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
             for _ in range(n)]
 
 
+MODEL = "smollm2-135m-instruct"
+
+
 def run_r1stack(work, dtype: str, device: str) -> dict:
     from r1stack import LLM, SamplingParams
 
-    llm = LLM("smollm2-135m-instruct", dtype=dtype, device=device, data_dir=DATA_DIR, max_num_seqs=len(work))
+    llm = LLM(MODEL, dtype=dtype, device=device, data_dir=DATA_DIR, max_num_seqs=len(work))
     llm.generate({"prompt_token_ids": work[0][0]}, SamplingParams(max_tokens=8, ignore_eos=True))  # warm-up
     prompts = [{"prompt_token_ids": p} for p, _ in work]
     params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for _, n in work]
@@ -43,9 +46,13 @@ def run_transformers(work, dtype: str, device: str, batch: int = 16) -> dict:
 
     from r1stack.engine.store import resolve
 
-    src = resolve("smollm2-135m-instruct", DATA_DIR)
-    model = AutoModelForCausalLM.from_pretrained(src.path.parent, gguf_file=src.path.name,
-                                                 dtype=getattr(torch, dtype)).to(device).eval()
+    src = resolve(MODEL, DATA_DIR)
+    if src.format == "gguf":
+        model = AutoModelForCausalLM.from_pretrained(src.path.parent, gguf_file=src.path.name,
+                                                     dtype=getattr(torch, dtype))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(src.path, dtype=getattr(torch, dtype))
+    model = model.to(device).eval()
     pad = 2
     tokens = 0
     t0 = None
@@ -69,11 +76,17 @@ def run_transformers(work, dtype: str, device: str, batch: int = 16) -> dict:
 
 
 def main() -> None:
+    global MODEL
     ap = argparse.ArgumentParser()
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for both systems (default: all)")
+    ap.add_argument("--model", default=MODEL, help="catalogue name or local path (same model for both)")
     args = ap.parse_args()
+    MODEL = args.model
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = workload(args.requests, 49152)
     ours = run_r1stack(work, args.dtype, args.device)
     theirs = run_transformers(work, args.dtype, args.device)
@@ -86,7 +99,8 @@ def main() -> None:
                  ["ratio r1stack / transformers", "", "", ratio]])
     path = write_results(f"throughput-{args.device}", {
         "workload": {"requests": args.requests, "prompt_len": "uniform[32,128] random ids", "output_len":
-                     "uniform[32,256]", "seed": 0, "ignore_eos": True, "dtype": args.dtype},
+                     "uniform[32,256]", "seed": 0, "ignore_eos": True, "dtype": args.dtype,
+                     "torch_threads": torch.get_num_threads()},
         "r1stack": ours, "transformers": theirs, "ratio": ratio,
     })
     print(f"wrote {path}")

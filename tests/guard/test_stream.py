@@ -4,6 +4,8 @@ carries a raw identifier, and it holds back no more than could still become one.
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pii_corpus import corpus
 
 from r1stack.guard import PiiFilter
@@ -107,3 +109,60 @@ def test_block_stops_the_stream_at_the_identifier():
     assert s.blocked
     assert sent == "你好，我的邮箱是"
     assert s.feed("later text") == ""
+
+
+FRAGMENTS = [
+    "13812345678",
+    "+86 139 8765 4321",
+    "11010519491231002X",
+    "110105491231002",
+    "6217001234567890122",
+    "4111 1111 1111 1111",
+    "91350100M000100Y43",
+    "E12345678",
+    "li.na@example.com",
+    "10.1.2.3",
+    "fe80::1ff:fe23:4567",
+    "010-62345678",
+    "订单号",
+    "手机",
+    "身份证",
+    "card number",
+    "passport",
+    "version",
+    "，",
+    "。",
+    " ",
+    ", ",
+    "\n",
+    "2023112812345678",
+    "1701158400123",
+    "v1.2.3.4",
+    "您好",
+    "the",
+    "abc",
+    "12",
+    "-",
+    "@",
+    ":",
+    ".",
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    parts=st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+    policy=st.sampled_from(["redact", "mask"]),
+)
+def test_stream_equals_whole_text_for_any_text_and_split(parts, cuts, policy):
+    pii = PiiFilter(policy)
+    text = "".join(parts)
+    points = sorted({min(c, len(text)) for c in cuts})
+    chunks = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    out, s = stream(pii, chunks)
+    whole = pii.redact(text)
+    assert "".join(out) == whole.text
+    assert [(f.entity, f.start, f.end) for f in s.findings] == [
+        (f.entity, f.start, f.end) for f in whole.findings
+    ]

@@ -144,3 +144,21 @@ def test_killed_ingestion_leaves_a_consistent_knowledge_base(settings: Settings,
     assert again.count("failed") == 0 and again.count("unchanged") == len(docs)
     assert len(kb.record.documents()) == n_files
     assert kb.store().ids() == kb.record.chunk_ids()
+
+
+def test_rebuild_with_another_embedder_migrates_every_chunk(settings: Settings, corpus: Path):
+    from r1stack.kb.embedder import BUNDLED, bundled_model_dir
+
+    kb = create_kb(settings, "migrate")
+    ingest_paths(kb, [corpus])
+    before = _top(kb)
+    assert kb.embedder_name == BUNDLED
+    # The same weights named by folder path count as another embedder: every chunk is embedded again.
+    target = str(bundled_model_dir())
+    result = rebuild(kb, embedder=target)
+    assert result["reembedded"] == kb.record.chunk_count() and kb.embedder_name == target
+    assert verify(kb).ok
+    assert _top(kb) == before
+    settings.kb.embedder = None
+    forget(settings, "migrate")
+    assert open_kb(settings, "migrate").info()["embedder"] == target

@@ -24,7 +24,9 @@ for module in (engine_cmds, serve, kb, search_proxy, guard, plan):
 def main() -> None:
     """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as a return value here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as e:
         print(f"error: {e.message}", file=sys.stderr)
         sys.exit(2)

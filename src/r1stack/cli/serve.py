@@ -55,6 +55,7 @@ def serve(
 ) -> None:
     """Serve the OpenAI API (chat, completions, embeddings, models) with R1 reasoning split out."""
     from r1stack.config import get_settings
+    from r1stack.server.run import REASONING_PARSERS
     from r1stack.server.run import serve as run_server
 
     if quantization != "none":
@@ -70,6 +71,8 @@ def serve(
         raise UserError(f"--port must be at most 65535, got {port}")
     if kv_cache_fraction is not None and not 0 < kv_cache_fraction <= 1:
         raise UserError(f"--kv-cache-fraction must be in (0, 1], got {kv_cache_fraction}")
+    if reasoning_parser is not None and reasoning_parser not in REASONING_PARSERS:
+        raise UserError(f"--reasoning-parser {reasoning_parser!r}: use one of {', '.join(REASONING_PARSERS)}")
     if max_waiting is not None and max_waiting < 0:
         raise UserError(f"--max-waiting must be >= 0, got {max_waiting}")
 

@@ -50,7 +50,8 @@ class BlockManager:
 
     def reuse_prefix(self, seq: Sequence) -> None:
         """Point a newly admitted sequence at cached blocks for its longest cached prefix."""
-        if not self.prefix_caching or seq.block_table:
+        # Prompt logprobs need every prompt position computed, so such requests never start from the cache.
+        if not self.prefix_caching or seq.block_table or seq.params.prompt_logprobs is not None:
             return
         bs = self.block_size
         # Leave at least one token to compute: the step must produce logits for the next token.

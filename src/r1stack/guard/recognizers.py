@@ -181,7 +181,9 @@ BUILTIN: tuple[Recognizer, ...] = (
     Recognizer("ID_CARD", regex.compile(r"(?<![0-9A-Za-z])\d{15}(?![0-9A-Za-z])"), _score_id15, _ID_WORDS),
     Recognizer(
         "MOBILE",
-        regex.compile(r"(?<![0-9+])(?:(?:\+|00)?86[ -]?|\(\+?86\)[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z])"),
+        regex.compile(
+            r"(?<![0-9+])(?:(?:\+|00)?86[ -]?|\(\+?86\)[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z])"
+        ),
         _score_mobile,
         _PHONE_WORDS + ("微信",),
     ),
@@ -212,7 +214,12 @@ BUILTIN: tuple[Recognizer, ...] = (
             "账户",
             "银联",
             "开户",
-            "card",
+            # Not plain "card": "identity card" would lift a legacy ID's bank-card reading.
+            "card number",
+            "card no",
+            "credit card",
+            "debit card",
+            "bank card",
             "account",
             "visa",
             "mastercard",

@@ -3,6 +3,7 @@ overlapping ones. The same code serves whole texts and the streaming redactor, w
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import regex
@@ -63,6 +64,19 @@ def _settled(text: str, end: int) -> bool:
     return end + CONTEXT_AFTER <= len(text) or _CLAUSE_END.search(text, end, end + CONTEXT_AFTER) is not None
 
 
+def _inside_group(groups: list[tuple[int, int]], longest: int, start: int, end: int) -> bool:
+    """Whether [start, end) overlaps a card-shaped digit group without being exactly it (groups sorted by start)."""
+    i = bisect.bisect_left(groups, (end, -1))
+    while i > 0:
+        i -= 1
+        g = groups[i]
+        if g[0] < start - longest:
+            break
+        if g[1] > start and g != (start, end):
+            return True
+    return False
+
+
 class Scanner:
     """All recognisers of one configuration. `scan` is the whole-text answer; `candidates` is the piece the
     streaming redactor reuses on a window of text that may still grow."""
@@ -112,6 +126,8 @@ class Scanner:
                 live = min(live, m.start())
             else:
                 groups.append(m.span())
+        groups.sort()
+        longest = max((b - a for a, b in groups), default=0)
         for i, rec in enumerate(self.recognizers):
             for m in rec.pattern.finditer(text, pos, partial=not final, overlapped=True):
                 start, end = m.span()
@@ -120,9 +136,7 @@ class Scanner:
                 if not final and (m.partial or not _settled(text, end)):
                     live = min(live, start)
                     continue
-                if rec.entity in _DIGIT_ENTITIES and any(
-                    g != (start, end) and start < g[1] and g[0] < end for g in groups
-                ):
+                if rec.entity in _DIGIT_ENTITIES and _inside_group(groups, longest, start, end):
                     continue
                 f = self._finding(i, text, start, end)
                 if f is not None and f.score >= self.threshold:
@@ -132,11 +146,17 @@ class Scanner:
     @staticmethod
     def resolve(findings: list[Finding]) -> list[Finding]:
         """Overlaps: the more confident finding wins, then the longer one, then the earlier one."""
-        chosen: list[Finding] = []
+        chosen: list[Finding] = []  # disjoint, kept sorted by start so each check looks at two neighbours
+        starts: list[int] = []
         for f in sorted(findings, key=lambda f: (-f.score, f.start - f.end, f.start)):
-            if all(f.end <= c.start or c.end <= f.start for c in chosen):
-                chosen.append(f)
-        return sorted(chosen, key=lambda f: f.start)
+            i = bisect.bisect_left(starts, f.start)
+            if i > 0 and chosen[i - 1].end > f.start:
+                continue
+            if i < len(chosen) and chosen[i].start < f.end:
+                continue
+            chosen.insert(i, f)
+            starts.insert(i, f.start)
+        return chosen
 
     def scan(self, text: str) -> list[Finding]:
         return self.resolve(self.candidates(text)[0])

@@ -99,17 +99,3 @@ class WatermarkProcessor:
 def watermark_processor(settings: Any) -> WatermarkProcessor:
     """The processor to put in `SamplingParams(logits_processors=[...])` when guard.watermark is on."""
     return WatermarkProcessor(WatermarkParams.from_settings(settings))
-
-
-class HFWatermark:
-    """Adapter for transformers' `generate(logits_processor=[...])`: batched (input_ids, scores) to the
-    per-sequence processor. `prompt_len` is the padded prompt length, so generated tokens start there."""
-
-    def __init__(self, processor: WatermarkProcessor, prompt_len: int):
-        self.processor, self.prompt_len = processor, prompt_len
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows = []
-        for ids, logits in zip(input_ids.tolist(), scores, strict=True):
-            rows.append(self.processor(ids[: self.prompt_len], ids[self.prompt_len :], logits))
-        return torch.stack(rows)

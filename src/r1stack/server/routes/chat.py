@@ -9,6 +9,7 @@ from contextlib import aclosing
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from r1stack.engine.async_engine import EngineDeadError
 from r1stack.errors import UserError
 from r1stack.pipeline import PreparedPrompt, TurnRecord
 from r1stack.server.admission import SlotStreamingResponse
@@ -220,6 +221,8 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
         _finish(st, clock, request_id, caller, model, prepared, usage, finish_reason, texts, factory)
     except UserError as e:
         yield error_event(e.message, e.error_type, e.status_code, e.param)
+    except EngineDeadError as e:
+        yield error_event(f"{e}; the server must be restarted", "service_unavailable_error", 503)
     except Exception as e:  # the stream has started: report in-band, never as a broken connection
         log.exception("stream %s failed", request_id)
         yield error_event(f"internal error: {type(e).__name__}: {e}", "server_error", 500)
