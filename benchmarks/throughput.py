@@ -12,15 +12,16 @@ import random
 import time
 
 import torch
-from rich.progress import Progress
-
 from common import DATA_DIR, print_table, write_results  # noqa: E402
+from rich.progress import Progress
 
 
 def workload(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
     rng = random.Random(seed)
-    return [([rng.randrange(1000, vocab) for _ in range(rng.randint(32, 128))], rng.randint(32, 256))
-            for _ in range(n)]
+    return [
+        ([rng.randrange(1000, vocab) for _ in range(rng.randint(32, 128))], rng.randint(32, 256))
+        for _ in range(n)
+    ]
 
 
 MODEL = "smollm2-135m-instruct"
@@ -37,8 +38,12 @@ def run_r1stack(work, dtype: str, device: str) -> dict:
     outs = llm.generate(prompts, params, use_tqdm=True)
     elapsed = time.perf_counter() - t0
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
-    return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
-            "preemptions": llm.engine.stats().num_preemptions}
+    return {
+        "output_tokens": tokens,
+        "seconds": elapsed,
+        "tokens_per_s": tokens / elapsed,
+        "preemptions": llm.engine.stats().num_preemptions,
+    }
 
 
 def run_transformers(work, dtype: str, device: str, batch: int = 16) -> dict:
@@ -48,8 +53,9 @@ def run_transformers(work, dtype: str, device: str, batch: int = 16) -> dict:
 
     src = resolve(MODEL, DATA_DIR)
     if src.format == "gguf":
-        model = AutoModelForCausalLM.from_pretrained(src.path.parent, gguf_file=src.path.name,
-                                                     dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(
+            src.path.parent, gguf_file=src.path.name, dtype=getattr(torch, dtype)
+        )
     else:
         model = AutoModelForCausalLM.from_pretrained(src.path, dtype=getattr(torch, dtype))
     model = model.to(device).eval()
@@ -62,13 +68,21 @@ def run_transformers(work, dtype: str, device: str, batch: int = 16) -> dict:
         model.generate(warm, max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=pad)
         t0 = time.perf_counter()
         for i in range(0, len(work), batch):
-            chunk = work[i:i + batch]
+            chunk = work[i : i + batch]
             width = max(len(p) for p, _ in chunk)
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p, _ in chunk], device=device)  # left padding
+            ids = torch.tensor(
+                [[pad] * (width - len(p)) + p for p, _ in chunk], device=device
+            )  # left padding
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in chunk], device=device)
             longest = max(n for _, n in chunk)
-            model.generate(ids, attention_mask=mask, max_new_tokens=longest, min_new_tokens=longest,
-                           do_sample=False, pad_token_id=pad)
+            model.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=longest,
+                min_new_tokens=longest,
+                do_sample=False,
+                pad_token_id=pad,
+            )
             tokens += sum(n for _, n in chunk)  # only the tokens each request asked for count
             bar.advance(task, len(chunk))
     elapsed = time.perf_counter() - t0
@@ -81,7 +95,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--requests", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for both systems (default: all)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads for both systems (default: all)"
+    )
     ap.add_argument("--model", default=MODEL, help="catalogue name or local path (same model for both)")
     args = ap.parse_args()
     MODEL = args.model
@@ -91,18 +107,37 @@ def main() -> None:
     ours = run_r1stack(work, args.dtype, args.device)
     theirs = run_transformers(work, args.dtype, args.device)
     ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
-    print_table(f"offline throughput, {args.requests} requests, {args.dtype}, {args.device}",
-                ["system", "output tokens", "seconds", "tokens/s"],
-                [["r1stack", ours["output_tokens"], ours["seconds"], ours["tokens_per_s"]],
-                 ["transformers (static batch 16)", theirs["output_tokens"], theirs["seconds"],
-                  theirs["tokens_per_s"]],
-                 ["ratio r1stack / transformers", "", "", ratio]])
-    path = write_results(f"throughput-{args.device}", {
-        "workload": {"requests": args.requests, "prompt_len": "uniform[32,128] random ids", "output_len":
-                     "uniform[32,256]", "seed": 0, "ignore_eos": True, "dtype": args.dtype,
-                     "torch_threads": torch.get_num_threads()},
-        "r1stack": ours, "transformers": theirs, "ratio": ratio,
-    })
+    print_table(
+        f"offline throughput, {args.requests} requests, {args.dtype}, {args.device}",
+        ["system", "output tokens", "seconds", "tokens/s"],
+        [
+            ["r1stack", ours["output_tokens"], ours["seconds"], ours["tokens_per_s"]],
+            [
+                "transformers (static batch 16)",
+                theirs["output_tokens"],
+                theirs["seconds"],
+                theirs["tokens_per_s"],
+            ],
+            ["ratio r1stack / transformers", "", "", ratio],
+        ],
+    )
+    path = write_results(
+        f"throughput-{args.device}",
+        {
+            "workload": {
+                "requests": args.requests,
+                "prompt_len": "uniform[32,128] random ids",
+                "output_len": "uniform[32,256]",
+                "seed": 0,
+                "ignore_eos": True,
+                "dtype": args.dtype,
+                "torch_threads": torch.get_num_threads(),
+            },
+            "r1stack": ours,
+            "transformers": theirs,
+            "ratio": ratio,
+        },
+    )
     print(f"wrote {path}")
 
 

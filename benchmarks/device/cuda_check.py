@@ -1,40 +1,76 @@
 """Device check: build a SmolLM2-shaped model with random weights (the real file is too big to carry), then
 compare r1stack on CUDA with transformers on CUDA: greedy equality (fp32) and the seeded/batched invariants."""
-import sys, time, torch
+
+import sys
 from pathlib import Path
+
+import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+from r1stack import LLM, SamplingParams
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
 tok = AutoTokenizer.from_pretrained("gpu-run/tokenizer")
-cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                  num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rms_norm_eps=1e-5,
-                  rope_theta=100000.0, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
+cfg = LlamaConfig(
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    rope_theta=100000.0,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 torch.manual_seed(0)
 m = LlamaForCausalLM(cfg)
 with torch.no_grad():
     for n, p in m.named_parameters():
         if "norm" not in n:
             p.normal_(0, 0.05)
-m.save_pretrained(out, safe_serialization=True); tok.save_pretrained(out)
+m.save_pretrained(out, safe_serialization=True)
+tok.save_pretrained(out)
 print("wrote", out)
-from r1stack import LLM, SamplingParams
-prompts = ["The capital of France is", "def fibonacci(n):", "中国的首都是", "Once upon a time",
-           "import numpy as np\n", "Q: 12 x 7?\nA:", "请介绍长城。", "Hello, my name is"]
+
+prompts = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "中国的首都是",
+    "Once upon a time",
+    "import numpy as np\n",
+    "Q: 12 x 7?\nA:",
+    "请介绍长城。",
+    "Hello, my name is",
+]
 llm = LLM(str(out), dtype="float32", device="cuda", data_dir="gpu-run/d", kv_cache_bytes=2 << 30)
 hf = LlamaForCausalLM.from_pretrained(out, dtype=torch.float32).cuda().eval()
 ours = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=64, min_tokens=64))
 same = 0
-for p, o in zip(prompts, ours):
+for p, o in zip(prompts, ours, strict=False):
     ids = tok(p, return_tensors="pt").input_ids.cuda()
-    ref = hf.generate(ids, max_new_tokens=64, min_new_tokens=64, do_sample=False)[0, ids.shape[1]:].tolist()
-    k = next((i for i, (a, b) in enumerate(zip(ref, o.outputs[0].token_ids)) if a != b), 64)
+    ref = hf.generate(ids, max_new_tokens=64, min_new_tokens=64, do_sample=False)[0, ids.shape[1] :].tolist()
+    k = next((i for i, (a, b) in enumerate(zip(ref, o.outputs[0].token_ids, strict=False)) if a != b), 64)
     same += k == 64
     print(f"cuda fp32 greedy vs transformers: {k}/64 tokens equal for {p!r}")
 print(f"EQUAL {same}/8")
-alone = [llm.generate(p, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True))[0].outputs[0].token_ids for p in prompts * 4]
-batch = [o.outputs[0].token_ids for o in llm.generate(prompts * 4, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True))]
-print("32 batched == alone:", sum(a == b for a, b in zip(alone, batch)), "/ 32")
+alone = [
+    llm.generate(p, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True))[0].outputs[0].token_ids
+    for p in prompts * 4
+]
+batch = [
+    o.outputs[0].token_ids
+    for o in llm.generate(prompts * 4, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True))
+]
+print("32 batched == alone:", sum(a == b for a, b in zip(alone, batch, strict=False)), "/ 32")
 sp = SamplingParams(temperature=0.9, top_p=0.95, seed=42, max_tokens=32, ignore_eos=True)
 solo = llm.generate(prompts[0], sp)[0].outputs[0].token_ids
-crowd = llm.generate(prompts * 2 + [prompts[0]], [SamplingParams(temperature=1.0, max_tokens=20)] * 16 + [sp])[-1].outputs[0].token_ids
+crowd = (
+    llm.generate(prompts * 2 + [prompts[0]], [SamplingParams(temperature=1.0, max_tokens=20)] * 16 + [sp])[-1]
+    .outputs[0]
+    .token_ids
+)
 print("seeded alone == in batch of 16:", solo == crowd)

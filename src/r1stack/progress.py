@@ -31,15 +31,30 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     if _quiet():
         yield from items
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as p:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as p:
         yield from p.track(items, total=total, description=description)
 
 
 def copy_with_progress(src: BinaryIO, dst: Path, size: int, description: str) -> None:
     tmp = dst.with_suffix(dst.suffix + ".part")
-    with open(tmp, "wb") as out, Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                          TransferSpeedColumn(), console=console, disable=_quiet()) as p:
+    with (
+        open(tmp, "wb") as out,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            disable=_quiet(),
+        ) as p,
+    ):
         task = p.add_task(description, total=size)
         while chunk := src.read(1 << 20):
             out.write(chunk)

@@ -12,18 +12,27 @@ from r1stack import LLM, SamplingParams
 from r1stack.errors import UserError
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"n": 0}, "n"),
-    ({"max_tokens": 0}, "max_tokens"), ({"top_k": -5}, "top_k"), ({"min_p": 2}, "min_p"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"n": 0}, "n"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"top_k": -5}, "top_k"),
+        ({"min_p": 2}, "min_p"),
+    ],
+)
 def test_invalid_sampling_values(kwargs, word):
     with pytest.raises(UserError, match=word):
         SamplingParams(**kwargs)
 
 
 def test_prompt_longer_than_context(data_dir):
-    llm = LLM("smollm2-135m-instruct", dtype="float32", data_dir=data_dir, max_model_len=64,
-              kv_cache_bytes=16 << 20)
+    llm = LLM(
+        "smollm2-135m-instruct", dtype="float32", data_dir=data_dir, max_model_len=64, kv_cache_bytes=16 << 20
+    )
     with pytest.raises(UserError, match="context holds 64"):
         llm.generate("word " * 200, SamplingParams(max_tokens=4))
 
@@ -53,8 +62,13 @@ def _cli(*args: str, env_data_dir) -> subprocess.CompletedProcess:
     import os
 
     env = dict(os.environ, R1STACK_DATA_DIR=str(env_data_dir))
-    return subprocess.run([sys.executable, "-m", "r1stack.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "r1stack.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_errors_are_one_line_exit_2(data_dir, tmp_path):
@@ -66,8 +80,15 @@ def test_cli_errors_are_one_line_exit_2(data_dir, tmp_path):
 
 
 def test_cli_generate_and_models(data_dir):
-    r = _cli("generate", "The capital of France is", "--max-tokens", "5", "--dtype", "float32",
-             env_data_dir=data_dir)
+    r = _cli(
+        "generate",
+        "The capital of France is",
+        "--max-tokens",
+        "5",
+        "--dtype",
+        "float32",
+        env_data_dir=data_dir,
+    )
     assert r.returncode == 0, r.stderr
     assert "Paris" in r.stdout
     r = _cli("models", env_data_dir=data_dir)

@@ -17,7 +17,16 @@ N_TOKENS = 16
 
 def _prompts(n: int) -> list[str]:
     rng = random.Random(0)
-    subjects = ["the ocean", "a robot", "Paris", "长城", "machine learning", "a cat", "the moon", "Python code"]
+    subjects = [
+        "the ocean",
+        "a robot",
+        "Paris",
+        "长城",
+        "machine learning",
+        "a cat",
+        "the moon",
+        "Python code",
+    ]
     verbs = ["Describe", "Tell me about", "Write a sentence on", "Explain", "请介绍"]
     return [f"{rng.choice(verbs)} {rng.choice(subjects)} #{i}:" for i in range(n)]
 
@@ -40,8 +49,12 @@ def test_quarter_sized_kv_cache_preempts_and_still_matches(llm_fp32, alone, data
     longest = max(len(engine.tokenize(p)) for p in prompts) + N_TOKENS
     blocks_per_seq = -(-longest // 16)
     quarter = len(prompts) // 4 * blocks_per_seq
-    small = LLM("smollm2-135m-instruct", dtype="float32", data_dir=data_dir,
-                kv_cache_bytes=quarter * 16 * engine.kv_cache.bytes_per_token)
+    small = LLM(
+        "smollm2-135m-instruct",
+        dtype="float32",
+        data_dir=data_dir,
+        kv_cache_bytes=quarter * 16 * engine.kv_cache.bytes_per_token,
+    )
     assert small.engine.block_manager.num_blocks <= quarter
     outs = small.generate(prompts, SamplingParams(temperature=0, max_tokens=N_TOKENS, ignore_eos=True))
     assert [o.outputs[0].token_ids for o in outs] == list(alone.values())
@@ -67,10 +80,14 @@ def test_abort_mid_generation_returns_every_block(llm_fp32):
 
 
 def test_seeded_request_same_alone_and_in_batch_of_16(llm_fp32):
-    seeded = SamplingParams(temperature=0.9, top_p=0.95, top_k=50, seed=1234, max_tokens=N_TOKENS, ignore_eos=True)
+    seeded = SamplingParams(
+        temperature=0.9, top_p=0.95, top_k=50, seed=1234, max_tokens=N_TOKENS, ignore_eos=True
+    )
     prompt = "Tell me a story about a lighthouse keeper."
     solo = llm_fp32.generate(prompt, seeded)[0].outputs[0].token_ids
-    others = [SamplingParams(temperature=1.0, max_tokens=rng_len, ignore_eos=True) for rng_len in range(8, 24)]
+    others = [
+        SamplingParams(temperature=1.0, max_tokens=rng_len, ignore_eos=True) for rng_len in range(8, 24)
+    ]
     crowd = llm_fp32.generate(_prompts(16) + [prompt], others + [seeded])
     assert crowd[-1].outputs[0].token_ids == solo
     again = llm_fp32.generate(prompt, seeded)[0].outputs[0].token_ids
@@ -79,13 +96,17 @@ def test_seeded_request_same_alone_and_in_batch_of_16(llm_fp32):
 
 def test_async_engine_streams_and_client_close_aborts(data_dir):
     async def main():
-        engine = AsyncEngine(EngineArgs(model="smollm2-135m-instruct", dtype="float32", data_dir=data_dir,
-                                        kv_cache_bytes=64 << 20))
+        engine = AsyncEngine(
+            EngineArgs(
+                model="smollm2-135m-instruct", dtype="float32", data_dir=data_dir, kv_cache_bytes=64 << 20
+            )
+        )
         await engine.start()
         free0 = engine.engine.block_manager.num_free_blocks
         texts = []
-        async for out in engine.generate("中国的首都是北京。请介绍北京的历史。", SamplingParams(temperature=0, max_tokens=30),
-                                         "a"):
+        async for out in engine.generate(
+            "中国的首都是北京。请介绍北京的历史。", SamplingParams(temperature=0, max_tokens=30), "a"
+        ):
             texts.append(out.outputs[0].text)
         # cumulative text only grows, and never shows half a character
         assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))

@@ -23,13 +23,15 @@ def _hf_greedy(model, tokenizer, prompt: str, n: int) -> list[int]:
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-    return out[0, ids.shape[1]:].tolist()
+    return out[0, ids.shape[1] :].tolist()
 
 
 def test_default_gguf_matches_transformers(llm_fp32, default_gguf):
     from transformers import AutoModelForCausalLM
 
-    hf = AutoModelForCausalLM.from_pretrained(default_gguf.parent, gguf_file=default_gguf.name, dtype=torch.float32)
+    hf = AutoModelForCausalLM.from_pretrained(
+        default_gguf.parent, gguf_file=default_gguf.name, dtype=torch.float32
+    )
     tokenizer = llm_fp32.get_tokenizer()
     params = SamplingParams(temperature=0, max_tokens=64, min_tokens=64)
     ours = llm_fp32.generate(PROMPTS, params)
@@ -44,10 +46,19 @@ def tiny_qwen2(tmp_path_factory, llm_fp32):
 
     path = tmp_path_factory.mktemp("tiny-qwen2")
     tokenizer = llm_fp32.get_tokenizer()
-    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      rope_theta=10000.0, tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
-                      bos_token_id=tokenizer.bos_token_id)
+    cfg = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(cfg)
     with torch.no_grad():

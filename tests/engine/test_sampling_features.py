@@ -14,7 +14,9 @@ def test_stop_string_cuts_text_and_reports_it(llm_fp32):
     base = llm_fp32.generate("The capital of France is", SamplingParams(temperature=0, max_tokens=20))[0]
     text = base.outputs[0].text
     stop = text.strip().split()[1][:3]  # a piece from the middle of what greedy would say
-    out = llm_fp32.generate("The capital of France is", SamplingParams(temperature=0, max_tokens=20, stop=[stop]))[0]
+    out = llm_fp32.generate(
+        "The capital of France is", SamplingParams(temperature=0, max_tokens=20, stop=[stop])
+    )[0]
     c = out.outputs[0]
     assert c.finish_reason == "stop" and c.stop_reason == stop
     assert stop not in c.text and text.startswith(c.text)
@@ -24,14 +26,17 @@ def test_stop_token_ids_and_max_tokens(llm_fp32):
     base = llm_fp32.generate("def add(a, b):", SamplingParams(temperature=0, max_tokens=8))[0].outputs[0]
     assert base.finish_reason == "length" and len(base.token_ids) == 8
     stop_id = base.token_ids[3]
-    out = llm_fp32.generate("def add(a, b):", SamplingParams(temperature=0, max_tokens=8,
-                                                            stop_token_ids=[stop_id]))[0].outputs[0]
+    out = llm_fp32.generate(
+        "def add(a, b):", SamplingParams(temperature=0, max_tokens=8, stop_token_ids=[stop_id])
+    )[0].outputs[0]
     assert out.finish_reason == "stop" and out.stop_reason == stop_id
-    assert out.token_ids == base.token_ids[:base.token_ids.index(stop_id) + 1]
+    assert out.token_ids == base.token_ids[: base.token_ids.index(stop_id) + 1]
 
 
 def test_n_greater_than_one_and_logprobs(llm_fp32):
-    out = llm_fp32.generate("Hello", SamplingParams(n=3, temperature=1.0, seed=7, max_tokens=6, logprobs=2))[0]
+    out = llm_fp32.generate("Hello", SamplingParams(n=3, temperature=1.0, seed=7, max_tokens=6, logprobs=2))[
+        0
+    ]
     assert [c.index for c in out.outputs] == [0, 1, 2]
     for c in out.outputs:
         assert len(c.logprobs) == len(c.token_ids)
@@ -39,13 +44,17 @@ def test_n_greater_than_one_and_logprobs(llm_fp32):
             assert tok in pos and pos[tok].logprob <= 0
             top = sorted((lp for lp in pos.values() if lp.rank <= 2), key=lambda lp: lp.rank)
             assert top[0].rank == 1
-        assert math.isclose(c.cumulative_logprob, sum(p[t].logprob for t, p in zip(c.token_ids, c.logprobs,
-                                                                                     strict=True)), rel_tol=1e-5)
+        assert math.isclose(
+            c.cumulative_logprob,
+            sum(p[t].logprob for t, p in zip(c.token_ids, c.logprobs, strict=True)),
+            rel_tol=1e-5,
+        )
 
 
 def test_prompt_logprobs_score_each_prompt_token(llm_fp32):
-    out = llm_fp32.generate("The cat sat on the mat", SamplingParams(max_tokens=1, prompt_logprobs=1,
-                                                                     temperature=0))[0]
+    out = llm_fp32.generate(
+        "The cat sat on the mat", SamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0)
+    )[0]
     ids = out.prompt_token_ids
     assert out.prompt_logprobs[0] is None and len(out.prompt_logprobs) == len(ids)
     for tok, pos in zip(ids[1:], out.prompt_logprobs[1:], strict=True):
@@ -60,16 +69,23 @@ def test_logits_processor_hook_steers_output(llm_fp32):
         logits[target] += 1000
         return logits
 
-    out = llm_fp32.generate("My favourite fruit is", SamplingParams(temperature=0, max_tokens=3,
-                                                                   logits_processors=[force]))[0].outputs[0]
+    out = llm_fp32.generate(
+        "My favourite fruit is", SamplingParams(temperature=0, max_tokens=3, logits_processors=[force])
+    )[0].outputs[0]
     assert out.token_ids == [target] * 3
 
 
 def test_repetition_penalty_changes_greedy_repetition(llm_fp32):
     prompt = "one one one one one one one"
     plain = llm_fp32.generate(prompt, SamplingParams(temperature=0, max_tokens=10))[0].outputs[0].token_ids
-    penal = llm_fp32.generate(prompt, SamplingParams(temperature=0, max_tokens=10, repetition_penalty=2.0,
-                                                     frequency_penalty=1.0))[0].outputs[0].token_ids
+    penal = (
+        llm_fp32.generate(
+            prompt,
+            SamplingParams(temperature=0, max_tokens=10, repetition_penalty=2.0, frequency_penalty=1.0),
+        )[0]
+        .outputs[0]
+        .token_ids
+    )
     assert plain != penal
     assert max(penal.count(t) for t in set(penal)) <= max(plain.count(t) for t in set(plain))
 

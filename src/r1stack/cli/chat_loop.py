@@ -30,13 +30,15 @@ class ThinkSplitter:
             i = self.buf.find(tag)
             if i != -1:
                 pieces.append((self.in_reasoning, self.buf[:i]))
-                self.buf = self.buf[i + len(tag):]
+                self.buf = self.buf[i + len(tag) :]
                 self.in_reasoning = not self.in_reasoning
                 continue
-            keep = next((k for k in range(min(len(tag) - 1, len(self.buf)), 0, -1) if tag.startswith(self.buf[-k:])),
-                        0)
-            pieces.append((self.in_reasoning, self.buf[:len(self.buf) - keep]))
-            self.buf = self.buf[len(self.buf) - keep:]
+            keep = next(
+                (k for k in range(min(len(tag) - 1, len(self.buf)), 0, -1) if tag.startswith(self.buf[-k:])),
+                0,
+            )
+            pieces.append((self.in_reasoning, self.buf[: len(self.buf) - keep]))
+            self.buf = self.buf[len(self.buf) - keep :]
             return [p for p in pieces if p[1]]
 
     def flush(self) -> list[tuple[bool, str]]:
@@ -48,7 +50,9 @@ async def run_chat(args: EngineArgs, params: SamplingParams, system: str | None)
     engine = AsyncEngine(args)
     await engine.start()
     info = engine.model_info
-    console.print(f"[bold]r1stack chat[/] — {info.name} ({info.device}, {info.dtype}); empty line or Ctrl-D quits")
+    console.print(
+        f"[bold]r1stack chat[/] — {info.name} ({info.device}, {info.dtype}); empty line or Ctrl-D quits"
+    )
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     while True:
         try:
@@ -62,8 +66,12 @@ async def run_chat(args: EngineArgs, params: SamplingParams, system: str | None)
         # R1 templates end the prompt inside <think>: the reply starts as reasoning.
         splitter = ThinkSplitter(in_reasoning=prompt.rstrip().endswith("<think>"))
         shown, answer = 0, []
-        async for out in engine.generate(prompt, params, uuid.uuid4().hex,
-                                         prompt_token_ids=engine.engine.tokenize(prompt, add_special_tokens=False)):
+        async for out in engine.generate(
+            prompt,
+            params,
+            uuid.uuid4().hex,
+            prompt_token_ids=engine.engine.tokenize(prompt, add_special_tokens=False),
+        ):
             text = out.outputs[0].text
             for reasoning, piece in splitter.feed(text[shown:]):
                 _show(reasoning, piece, answer)

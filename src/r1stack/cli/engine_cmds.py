@@ -45,7 +45,8 @@ def pull(name: str = typer.Argument(..., help="a catalogue name (see `r1stack mo
 
 def _engine_options(model: str | None, dtype: str | None, max_model_len: int | None):
     from r1stack.engine.config import EngineArgs
-    from r1stack.engine.store import CATALOGUE, pull as do_pull
+    from r1stack.engine.store import CATALOGUE
+    from r1stack.engine.store import pull as do_pull
 
     settings = get_settings()
     args = EngineArgs.from_settings(settings, model=model, dtype=dtype, max_model_len=max_model_len)

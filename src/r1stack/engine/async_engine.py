@@ -62,8 +62,13 @@ class AsyncEngine:
     def stats(self) -> EngineStats:
         return self._stats
 
-    async def generate(self, prompt: str | None, params: SamplingParams, request_id: str,
-                       prompt_token_ids: list[int] | None = None) -> AsyncIterator[RequestOutput]:
+    async def generate(
+        self,
+        prompt: str | None,
+        params: SamplingParams,
+        request_id: str,
+        prompt_token_ids: list[int] | None = None,
+    ) -> AsyncIterator[RequestOutput]:
         if self.dead_error is not None:
             raise EngineDeadError(f"the engine has stopped: {self.dead_error}")
         if prompt_token_ids is None:

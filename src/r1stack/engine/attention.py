@@ -41,18 +41,25 @@ def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: f
         vv = v_cache[meta.decode_slots].transpose(1, 2)
         out[:nd] = _decode_attention(q[:nd], kk, vv, meta.decode_mask, scale)
     for p in meta.prefills:
-        qs = q[p.start:p.end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
+        qs = q[p.start : p.end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
         if p.num_cached == 0:
-            ks, vs = k[p.start:p.end], v[p.start:p.end]
+            ks, vs = k[p.start : p.end], v[p.start : p.end]
             mask, causal = None, True
         else:
             ks, vs = k_cache[p.ctx_slots], v_cache[p.ctx_slots]
             n, ctx = p.end - p.start, p.ctx_slots.numel()
             rows = torch.arange(n, device=q.device).unsqueeze(1) + p.num_cached
             mask, causal = torch.arange(ctx, device=q.device).unsqueeze(0) <= rows, False
-        o = F.scaled_dot_product_attention(qs, ks.transpose(0, 1).unsqueeze(0), vs.transpose(0, 1).unsqueeze(0),
-                                           attn_mask=mask, is_causal=causal, scale=scale, enable_gqa=True)
-        out[p.start:p.end] = o.squeeze(0).transpose(0, 1)
+        o = F.scaled_dot_product_attention(
+            qs,
+            ks.transpose(0, 1).unsqueeze(0),
+            vs.transpose(0, 1).unsqueeze(0),
+            attn_mask=mask,
+            is_causal=causal,
+            scale=scale,
+            enable_gqa=True,
+        )
+        out[p.start : p.end] = o.squeeze(0).transpose(0, 1)
     return out
 
 

@@ -59,7 +59,7 @@ class BlockManager:
         self.prefix_queries += seq.num_prompt_tokens
         prev = None
         for i in range(full):
-            tokens = tuple(seq.tokens[i * bs:(i + 1) * bs])
+            tokens = tuple(seq.tokens[i * bs : (i + 1) * bs])
             key = self._key(prev, tokens)
             block_id = self.by_key.get(key)
             if block_id is None or self.blocks[block_id].token_ids != tokens:
@@ -95,7 +95,7 @@ class BlockManager:
         for i in range(seq.num_computed // bs):
             block = self.blocks[seq.block_table[i]]
             if block.key is None:
-                tokens = tuple(seq.tokens[i * bs:(i + 1) * bs])
+                tokens = tuple(seq.tokens[i * bs : (i + 1) * bs])
                 block.key, block.token_ids = self._key(prev, tokens), tokens
                 self.by_key.setdefault(block.key, block.block_id)
             prev = block.key

@@ -9,7 +9,11 @@ import torch
 
 from r1stack.errors import UserError
 
-SUPPORTED_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+SUPPORTED_ARCHITECTURES = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "deepseek_v3": "DeepseekV3ForCausalLM",
+}
 
 
 @dataclass
@@ -58,8 +62,14 @@ class EngineArgs:
         return torch.device(self.device)
 
     def resolve_dtype(self, device: torch.device) -> torch.dtype:
-        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+        names = {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }
         if self.dtype == "auto":
             # bf16 halves memory traffic; on CPUs without native bf16 it is slower than fp32.
             if device.type == "cuda" or _cpu_has_bf16():
@@ -79,8 +89,36 @@ def _cpu_has_bf16() -> bool:
 
 
 @dataclass
+class MLAConfig:
+    """Multi-head latent attention (DeepSeek-V2/V3): the cache holds kv_lora_rank + qk_rope_head_dim per token."""
+
+    q_lora_rank: int | None  # None: a plain q_proj
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    rope_interleave: bool  # the published checkpoints store rope dims in interleaved pairs
+    rope_scaling: dict = field(default_factory=dict)  # transformers' rope_parameters (YaRN for V3/R1)
+
+
+@dataclass
+class MoEConfig:
+    """DeepSeek-V3 mixture of experts: sigmoid scores, group-limited top-k, shared experts."""
+
+    n_routed_experts: int
+    n_shared_experts: int
+    num_experts_per_tok: int
+    moe_intermediate_size: int
+    n_group: int
+    topk_group: int
+    first_k_dense_replace: int
+    routed_scaling_factor: float
+    norm_topk_prob: bool
+
+
+@dataclass
 class ModelConfig:
-    architecture: str  # "llama" | "qwen2"
+    architecture: str  # "llama" | "qwen2" | "deepseek_v3"
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -95,6 +133,11 @@ class ModelConfig:
     attention_bias: bool  # Qwen2: q/k/v carry a bias
     eos_token_ids: list[int] = field(default_factory=list)
     bos_token_id: int | None = None
+    mla: MLAConfig | None = None
+    moe: MoEConfig | None = None
+    fp8_block: tuple[int, int] | None = (
+        None  # FP8 checkpoints: the (rows, cols) of one weight_scale_inv block
+    )
 
     @classmethod
     def from_hf(cls, hf) -> ModelConfig:
@@ -110,6 +153,7 @@ class ModelConfig:
         rope_theta = rope.get("rope_theta", getattr(hf, "rope_theta", 10000.0))
         heads = hf.num_attention_heads
         eos = hf.eos_token_id
+        mla, moe = (_mla(hf, rope), _moe(hf)) if model_type == "deepseek_v3" else (None, None)
         return cls(
             architecture=model_type,
             vocab_size=hf.vocab_size,
@@ -118,7 +162,9 @@ class ModelConfig:
             num_layers=hf.num_hidden_layers,
             num_heads=heads,
             num_kv_heads=getattr(hf, "num_key_value_heads", None) or heads,
-            head_dim=getattr(hf, "head_dim", None) or hf.hidden_size // heads,
+            head_dim=(mla.qk_nope_head_dim + mla.qk_rope_head_dim)
+            if mla
+            else getattr(hf, "head_dim", None) or hf.hidden_size // heads,
             rms_norm_eps=hf.rms_norm_eps,
             rope_theta=float(rope_theta),
             max_position_embeddings=hf.max_position_embeddings,
@@ -126,8 +172,57 @@ class ModelConfig:
             attention_bias=model_type == "qwen2" or bool(getattr(hf, "attention_bias", False)),
             eos_token_ids=[eos] if isinstance(eos, int) else list(eos or []),
             bos_token_id=getattr(hf, "bos_token_id", None),
+            mla=mla,
+            moe=moe,
+            fp8_block=_fp8_block(hf),
         )
 
     def kv_bytes_per_token(self, dtype: torch.dtype) -> int:
-        """K and V for every layer: what one token costs in the paged cache."""
+        """What one token costs in the paged cache: K and V for every layer, or MLA's latent and rope key."""
+        if self.mla is not None:
+            return self.num_layers * (self.mla.kv_lora_rank + self.mla.qk_rope_head_dim) * dtype.itemsize
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype.itemsize
+
+    def mha_kv_bytes_per_token(self, dtype: torch.dtype) -> int:
+        """What a standard multi-head cache of the same model would hold: every head's full K and V."""
+        if self.mla is None:
+            return self.kv_bytes_per_token(dtype)
+        m = self.mla
+        per_head = m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim
+        return self.num_layers * self.num_heads * per_head * dtype.itemsize
+
+
+def _mla(hf, rope: dict) -> MLAConfig:
+    return MLAConfig(
+        q_lora_rank=hf.q_lora_rank,
+        kv_lora_rank=hf.kv_lora_rank,
+        qk_nope_head_dim=hf.qk_nope_head_dim,
+        qk_rope_head_dim=hf.qk_rope_head_dim,
+        v_head_dim=hf.v_head_dim,
+        rope_interleave=bool(getattr(hf, "rope_interleave", True)),
+        rope_scaling=dict(rope),
+    )
+
+
+def _moe(hf) -> MoEConfig:
+    return MoEConfig(
+        n_routed_experts=hf.n_routed_experts,
+        n_shared_experts=hf.n_shared_experts or 0,
+        num_experts_per_tok=hf.num_experts_per_tok,
+        moe_intermediate_size=hf.moe_intermediate_size,
+        n_group=hf.n_group or 1,
+        topk_group=hf.topk_group or 1,
+        first_k_dense_replace=hf.first_k_dense_replace,
+        routed_scaling_factor=float(hf.routed_scaling_factor),
+        norm_topk_prob=bool(hf.norm_topk_prob),
+    )
+
+
+def _fp8_block(hf) -> tuple[int, int] | None:
+    q = getattr(hf, "quantization_config", None) or {}
+    if not isinstance(q, dict):
+        q = q.to_dict()
+    if q.get("quant_method") != "fp8":
+        return None
+    rows, cols = q.get("weight_block_size") or (128, 128)
+    return int(rows), int(cols)

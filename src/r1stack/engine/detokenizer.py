@@ -11,7 +11,7 @@ class IncrementalDetokenizer:
     def __init__(self, tokenizer, prompt_ids: list[int], skip_special_tokens: bool):
         self.tokenizer = tokenizer
         self.skip = skip_special_tokens
-        self.ids = list(prompt_ids[-self.CONTEXT:])
+        self.ids = list(prompt_ids[-self.CONTEXT :])
         self.prefix_offset = 0
         self.read_offset = len(self.ids)
 
@@ -19,11 +19,11 @@ class IncrementalDetokenizer:
         """Append a token; return the new text it completes (empty while a character is still partial)."""
         self.ids.append(token_id)
         decode = self.tokenizer.decode
-        prefix = decode(self.ids[self.prefix_offset:self.read_offset], skip_special_tokens=self.skip)
-        full = decode(self.ids[self.prefix_offset:], skip_special_tokens=self.skip)
+        prefix = decode(self.ids[self.prefix_offset : self.read_offset], skip_special_tokens=self.skip)
+        full = decode(self.ids[self.prefix_offset :], skip_special_tokens=self.skip)
         if len(full) > len(prefix) and not full.endswith("\ufffd"):
             self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
-            return full[len(prefix):]
+            return full[len(prefix) :]
         return ""
 
 

@@ -29,8 +29,10 @@ def _field(reader, key: str, default=None):
 def config_from_gguf(reader) -> ModelConfig:
     arch = _field(reader, "general.architecture")
     if arch not in SUPPORTED_ARCHITECTURES:
-        raise UserError(f"unsupported architecture {arch!r} in this GGUF file; this engine runs "
-                        f"{', '.join(SUPPORTED_ARCHITECTURES)}")
+        raise UserError(
+            f"unsupported architecture {arch!r} in this GGUF file; this engine runs "
+            f"{', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
     heads = _field(reader, f"{arch}.attention.head_count")
     hidden = _field(reader, f"{arch}.embedding_length")
     tokens = reader.fields.get("tokenizer.ggml.tokens")

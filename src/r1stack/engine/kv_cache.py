@@ -14,13 +14,21 @@ log = logging.getLogger("r1stack.engine")
 
 
 class KVCache:
-    def __init__(self, cfg: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self, cfg: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device
+    ):
         self.num_blocks, self.block_size = num_blocks, block_size
         # One extra slot at the end stays zero: padded positions of a batched decode read it, so stale or
         # uninitialised memory (possibly NaN) never meets the attention weights. empty() keeps start-up instant.
         shape = (cfg.num_layers, num_blocks * block_size + 1, cfg.num_kv_heads, cfg.head_dim)
+        v_shape = shape
+        if cfg.mla is not None:
+            # MLA caches one compressed latent plus one shared rope key per token and layer, in `k`; `v` stays
+            # zero-width so that the per-layer (k, v) pairs and the byte counts below keep their meaning.
+            shape = (cfg.num_layers, num_blocks * block_size + 1, cfg.mla.kv_lora_rank + cfg.mla.qk_rope_head_dim)
+            v_shape = (cfg.num_layers, num_blocks * block_size + 1, 0)
         self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(v_shape, dtype=dtype, device=device)
         self.k[:, -1].zero_()
         self.v[:, -1].zero_()
 
@@ -32,6 +40,10 @@ class KVCache:
     def bytes_per_token(self) -> float:
         """Measured from the allocated tensors, not from the formula."""
         return (self.k.nbytes + self.v.nbytes) / self.k.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
 
     @property
     def zero_slot(self) -> int:
@@ -62,6 +74,8 @@ def plan_num_blocks(cfg: ModelConfig, args: EngineArgs, dtype: torch.dtype, devi
     per_block = cfg.kv_bytes_per_token(dtype) * args.block_size
     num_blocks = budget // per_block
     if num_blocks < 1:
-        raise UserError(f"the KV cache budget ({budget} bytes) holds less than one block of {args.block_size} "
-                        f"tokens ({per_block} bytes); raise kv_cache_bytes or kv_cache_fraction")
+        raise UserError(
+            f"the KV cache budget ({budget} bytes) holds less than one block of {args.block_size} "
+            f"tokens ({per_block} bytes); raise kv_cache_bytes or kv_cache_fraction"
+        )
     return int(num_blocks)

@@ -22,8 +22,12 @@ class LLM:
     def get_tokenizer(self):
         return self.engine.tokenizer
 
-    def generate(self, prompts: PromptType | list[PromptType], sampling_params: SamplingParams | list | None = None,
-                 use_tqdm: bool = False) -> list[RequestOutput]:
+    def generate(
+        self,
+        prompts: PromptType | list[PromptType],
+        sampling_params: SamplingParams | list | None = None,
+        use_tqdm: bool = False,
+    ) -> list[RequestOutput]:
         if isinstance(prompts, str | dict):
             prompts = [prompts]
         params = sampling_params or SamplingParams()
@@ -32,20 +36,29 @@ class LLM:
         for prompt, p in zip(prompts, params_list, strict=True):
             rid = str(next(self._ids))
             if isinstance(prompt, dict):
-                self.engine.add_request(rid, prompt.get("prompt"), p, prompt_token_ids=prompt["prompt_token_ids"])
+                self.engine.add_request(
+                    rid, prompt.get("prompt"), p, prompt_token_ids=prompt["prompt_token_ids"]
+                )
             else:
                 self.engine.add_request(rid, prompt, p)
             order.append(rid)
         return self._run(order, use_tqdm)
 
-    def chat(self, messages: list[dict] | list[list[dict]], sampling_params: SamplingParams | None = None,
-             chat_template_kwargs: dict | None = None, use_tqdm: bool = False) -> list[RequestOutput]:
+    def chat(
+        self,
+        messages: list[dict] | list[list[dict]],
+        sampling_params: SamplingParams | None = None,
+        chat_template_kwargs: dict | None = None,
+        use_tqdm: bool = False,
+    ) -> list[RequestOutput]:
         conversations = [messages] if messages and isinstance(messages[0], dict) else messages
         prompts = []
         for conv in conversations:
             text = render_chat(self.engine.tokenizer, conv, **(chat_template_kwargs or {}))
             # The template already wrote any BOS: do not add special tokens a second time.
-            prompts.append({"prompt": text, "prompt_token_ids": self.engine.tokenize(text, add_special_tokens=False)})
+            prompts.append(
+                {"prompt": text, "prompt_token_ids": self.engine.tokenize(text, add_special_tokens=False)}
+            )
         return self.generate(prompts, sampling_params, use_tqdm=use_tqdm)
 
     def _run(self, order: list[str], use_tqdm: bool) -> list[RequestOutput]:

@@ -90,14 +90,22 @@ class LLMEngine:
         self.kv_cache = KVCache(cfg, num_blocks, args.block_size, self.dtype, self.device)
         limit = args.max_model_len or cfg.max_position_embeddings
         if args.max_model_len and args.max_model_len > cfg.max_position_embeddings:
-            raise UserError(f"max_model_len {args.max_model_len} exceeds the model's "
-                            f"{cfg.max_position_embeddings} positions; lower it")
+            raise UserError(
+                f"max_model_len {args.max_model_len} exceeds the model's "
+                f"{cfg.max_position_embeddings} positions; lower it"
+            )
         # One sequence must always fit, or preemption could never make progress.
         self.max_model_len = min(limit, self.kv_cache.num_slots)
         self.model.rotary.build(self.device, self.max_model_len)
-        log.info("KV cache: %d blocks x %d tokens = %d tokens (%.2f GiB, %.0f bytes/token); max_model_len %d",
-                 num_blocks, args.block_size, self.kv_cache.num_slots,
-                 (self.kv_cache.k.nbytes * 2) / 2**30, self.kv_cache.bytes_per_token, self.max_model_len)
+        log.info(
+            "KV cache: %d blocks x %d tokens = %d tokens (%.2f GiB, %.0f bytes/token); max_model_len %d",
+            num_blocks,
+            args.block_size,
+            self.kv_cache.num_slots,
+            (self.kv_cache.k.nbytes * 2) / 2**30,
+            self.kv_cache.bytes_per_token,
+            self.max_model_len,
+        )
         self.block_manager = BlockManager(num_blocks, args.block_size, args.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, args.max_num_seqs, args.max_num_batched_tokens)
         self.runner = ModelRunner(self.model, self.kv_cache, self.device)
@@ -110,18 +118,31 @@ class LLMEngine:
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
         self.model_info = ModelInfo(
-            name=src.name, path=src.path, format=src.format, architecture=cfg.architecture,
-            dtype=str(self.dtype).removeprefix("torch."), device=self.device.type,
-            max_model_len=self.max_model_len, vocab_size=cfg.vocab_size, eos_token_ids=self.eos_token_ids,
-            is_reasoning_model=src.reasoning, generation_defaults=loaded.generation_defaults,
+            name=src.name,
+            path=src.path,
+            format=src.format,
+            architecture=cfg.architecture,
+            dtype=str(self.dtype).removeprefix("torch."),
+            device=self.device.type,
+            max_model_len=self.max_model_len,
+            vocab_size=cfg.vocab_size,
+            eos_token_ids=self.eos_token_ids,
+            is_reasoning_model=src.reasoning,
+            generation_defaults=loaded.generation_defaults,
         )
 
     # ---- requests -------------------------------------------------------------------------------------------
     def tokenize(self, prompt: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
 
-    def add_request(self, request_id: str, prompt: str | None, params: SamplingParams,
-                    prompt_token_ids: list[int] | None = None, arrival_time: float | None = None) -> None:
+    def add_request(
+        self,
+        request_id: str,
+        prompt: str | None,
+        params: SamplingParams,
+        prompt_token_ids: list[int] | None = None,
+        arrival_time: float | None = None,
+    ) -> None:
         if request_id in self.requests:
             raise UserError(f"request id {request_id!r} is already in use")
         ids = list(prompt_token_ids) if prompt_token_ids is not None else self.tokenize(prompt or "")
@@ -141,16 +162,19 @@ class LLMEngine:
                 s.prompt_logprobs = [None]
             seqs.append(s)
             self.scheduler.add(s)
-        self.requests[request_id] = Request(request_id, prompt, ids, params, seqs,
-                                            RequestMetrics(arrival_time or time.time()))
+        self.requests[request_id] = Request(
+            request_id, prompt, ids, params, seqs, RequestMetrics(arrival_time or time.time())
+        )
         self.prompt_tokens_total += len(ids)
 
     def check_prompt(self, ids: list[int]) -> None:
         if not ids:
             raise UserError("the prompt is empty; send at least one token")
         if len(ids) >= self.max_model_len:
-            raise UserError(f"the prompt has {len(ids)} tokens but the context holds {self.max_model_len} "
-                            f"(prompt plus at least one generated token); shorten the prompt")
+            raise UserError(
+                f"the prompt has {len(ids)} tokens but the context holds {self.max_model_len} "
+                f"(prompt plus at least one generated token); shorten the prompt"
+            )
         bad = [t for t in ids if not 0 <= t < self.config.vocab_size]
         if bad:
             raise UserError(f"token id {bad[0]} is outside the vocabulary (0..{self.config.vocab_size - 1})")
@@ -226,7 +250,7 @@ class LLMEngine:
                 hit = find_stop(s.decoded, len(delta), p.stop)
                 if hit:
                     i, stop = hit
-                    s.decoded = s.decoded[:i + len(stop)] if p.include_stop_str_in_output else s.decoded[:i]
+                    s.decoded = s.decoded[: i + len(stop)] if p.include_stop_str_in_output else s.decoded[:i]
                     s.finish_reason, s.stop_reason = "stop", stop
             if s.finish_reason is None and (n_out >= p.max_tokens or s.num_tokens >= self.max_model_len):
                 s.finish_reason = "length"
@@ -235,24 +259,32 @@ class LLMEngine:
             s.text = decoded
             self.scheduler.finish(s)
         elif p.stop:
-            s.text = decoded[:len(decoded) - held_back(decoded, p.stop)]
+            s.text = decoded[: len(decoded) - held_back(decoded, p.stop)]
         else:
             s.text = decoded
 
     def _output(self, req: Request) -> RequestOutput:
         outs = [
             CompletionOutput(
-                index=s.index, text=s.text, token_ids=s.output_token_ids,
+                index=s.index,
+                text=s.text,
+                token_ids=s.output_token_ids,
                 cumulative_logprob=s.cumulative_logprob if s.logprobs is not None else None,
                 logprobs=list(s.logprobs) if s.logprobs is not None else None,
-                finish_reason=s.finish_reason, stop_reason=s.stop_reason,
+                finish_reason=s.finish_reason,
+                stop_reason=s.stop_reason,
             )
             for s in req.seqs
         ]
         first = req.seqs[0]
         return RequestOutput(
-            request_id=req.request_id, prompt=req.prompt, prompt_token_ids=req.prompt_token_ids, outputs=outs,
-            finished=req.finished, prompt_logprobs=first.prompt_logprobs, metrics=req.metrics,
+            request_id=req.request_id,
+            prompt=req.prompt,
+            prompt_token_ids=req.prompt_token_ids,
+            outputs=outs,
+            finished=req.finished,
+            prompt_logprobs=first.prompt_logprobs,
+            metrics=req.metrics,
             num_cached_tokens=first.num_cached_hit,
         )
 
@@ -260,11 +292,16 @@ class LLMEngine:
         bm = self.block_manager
         used = bm.num_blocks - bm.num_free_blocks
         return EngineStats(
-            num_running=len(self.scheduler.running), num_waiting=len(self.scheduler.waiting),
-            num_free_blocks=bm.num_free_blocks, num_total_blocks=bm.num_blocks,
-            kv_cache_usage=used / bm.num_blocks, prefix_cache_queries=bm.prefix_queries,
-            prefix_cache_hits=bm.prefix_hits, num_preemptions=self.scheduler.num_preemptions,
-            prompt_tokens_total=self.prompt_tokens_total, generation_tokens_total=self.generation_tokens_total,
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            num_free_blocks=bm.num_free_blocks,
+            num_total_blocks=bm.num_blocks,
+            kv_cache_usage=used / bm.num_blocks,
+            prefix_cache_queries=bm.prefix_queries,
+            prefix_cache_hits=bm.prefix_hits,
+            num_preemptions=self.scheduler.num_preemptions,
+            prompt_tokens_total=self.prompt_tokens_total,
+            generation_tokens_total=self.generation_tokens_total,
         )
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from r1stack.engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
 from r1stack.engine.gguf_file import config_from_gguf, dequantize, open_gguf
+from r1stack.engine.models.deepseek_v3 import DeepseekV3ForCausalLM
 from r1stack.engine.models.llama import LlamaForCausalLM
 from r1stack.engine.store import ModelSource
 from r1stack.errors import UserError
@@ -36,10 +37,13 @@ def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype) -> Lo
         cfg = config_from_gguf(reader) if reader is not None else _hf_config(src.path)
         tokenizer = load_tokenizer(src)
         with torch.device("meta"):
-            model = LlamaForCausalLM(cfg).to(dtype)
+            model = _model_class(cfg)(cfg).to(dtype)
         model.to_empty(device=device)
         tensors = _gguf_tensors(reader, cfg) if reader is not None else _safetensors(src.path)
-        _fill(model, tensors)
+        if hasattr(model, "load_weights"):  # architectures that map their own checkpoint names
+            model.load_weights(tensors)
+        else:
+            _fill(model, tensors)
     except UserError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, EOFError, IndexError) as e:
@@ -51,12 +55,18 @@ def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype) -> Lo
     return LoadedModel(model, cfg, tokenizer, _generation_defaults(src))
 
 
+def _model_class(cfg: ModelConfig) -> type[nn.Module]:
+    return DeepseekV3ForCausalLM if cfg.architecture == "deepseek_v3" else LlamaForCausalLM
+
+
 def _hf_config(path: Path) -> ModelConfig:
     raw = json.loads((path / "config.json").read_text())
     if raw.get("model_type") not in SUPPORTED_ARCHITECTURES:
         # Refused before AutoConfig, which would ask for remote code for architectures it does not know.
-        raise UserError(f"unsupported architecture {raw.get('model_type')!r} ({raw.get('architectures')}); this "
-                        f"engine runs {', '.join(SUPPORTED_ARCHITECTURES.values())}")
+        raise UserError(
+            f"unsupported architecture {raw.get('model_type')!r} ({raw.get('architectures')}); this "
+            f"engine runs {', '.join(SUPPORTED_ARCHITECTURES.values())}"
+        )
     from transformers import AutoConfig
 
     return ModelConfig.from_hf(AutoConfig.from_pretrained(path))
@@ -94,8 +104,10 @@ def _fill(model: LlamaForCausalLM, tensors) -> None:
             continue
         name, shard = target
         if name not in params:
-            raise UserError(f"the checkpoint has a tensor {hf_name!r} this architecture does not know; "
-                            f"is config.json from the same model?")
+            raise UserError(
+                f"the checkpoint has a tensor {hf_name!r} this architecture does not know; "
+                f"is config.json from the same model?"
+            )
         p = params[name].data
         if shard is not None:
             sizes = model.shard_sizes(name)
@@ -104,8 +116,10 @@ def _fill(model: LlamaForCausalLM, tensors) -> None:
         else:
             key = name
         if tuple(p.shape) != tuple(tensor.shape):
-            raise UserError(f"tensor {hf_name} has shape {tuple(tensor.shape)}, expected {tuple(p.shape)}: "
-                            f"config and weights disagree")
+            raise UserError(
+                f"tensor {hf_name} has shape {tuple(tensor.shape)}, expected {tuple(p.shape)}: "
+                f"config and weights disagree"
+            )
         p.copy_(tensor)
         filled.add(key)
     expected = set()
@@ -116,8 +130,10 @@ def _fill(model: LlamaForCausalLM, tensors) -> None:
             expected.add(name)
     missing = sorted(expected - filled)
     if missing:
-        raise UserError(f"the checkpoint lacks {len(missing)} tensors (first: {missing[0]}); it is incomplete, "
-                        f"download it again")
+        raise UserError(
+            f"the checkpoint lacks {len(missing)} tensors (first: {missing[0]}); it is incomplete, "
+            f"download it again"
+        )
     if model.cfg.tie_word_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
 
@@ -136,10 +152,17 @@ def _safetensors(path: Path):
 
 # GGUF names -> transformers names (llama.cpp's convention for Llama and Qwen2).
 _GGUF_NAMES = {
-    "token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head",
-    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
 }
 

@@ -26,21 +26,29 @@ class ModelRunner:
         input_ids, positions, slots = [], [], []
         for s, n in decodes + prefills:
             start = s.num_computed
-            input_ids += s.tokens[start:start + n]
+            input_ids += s.tokens[start : start + n]
             positions += range(start, start + n)
             slots += self._slots(s.block_table, start, start + n)
         dev = self.device
         meta = AttentionMetadata(
             slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev),
-            num_decode=len(decodes), decode_slots=None, decode_mask=None, prefills=[],
+            num_decode=len(decodes),
+            decode_slots=None,
+            decode_mask=None,
+            prefills=[],
         )
         if decodes:
             ctx = [s.num_computed + 1 for s, _ in decodes]
             width = max(len(s.block_table) for s, _ in decodes)
-            tables = torch.tensor([s.block_table + [0] * (width - len(s.block_table)) for s, _ in decodes],
-                                  dtype=torch.long, device=dev)
+            tables = torch.tensor(
+                [s.block_table + [0] * (width - len(s.block_table)) for s, _ in decodes],
+                dtype=torch.long,
+                device=dev,
+            )
             length = max(ctx)
-            all_slots = (tables[:, :, None] * self.bs + torch.arange(self.bs, device=dev)).view(len(decodes), -1)
+            all_slots = (tables[:, :, None] * self.bs + torch.arange(self.bs, device=dev)).view(
+                len(decodes), -1
+            )
             lens = torch.tensor(ctx, device=dev)
             valid = torch.arange(length, device=dev)[None, :] < lens[:, None]
             meta.decode_slots = torch.where(valid, all_slots[:, :length], self.kv.zero_slot)
@@ -52,8 +60,9 @@ class ModelRunner:
                 ctx_slots = torch.tensor(self._slots(s.block_table, 0, s.num_computed + n), device=dev)
             meta.prefills.append(PrefillSpan(row, row + n, s.num_computed, ctx_slots))
             row += n
-        hidden = self.model(torch.tensor(input_ids, device=dev), torch.tensor(positions, device=dev),
-                            self.kv_layers, meta)
+        hidden = self.model(
+            torch.tensor(input_ids, device=dev), torch.tensor(positions, device=dev), self.kv_layers, meta
+        )
         # Rows whose sequence reaches its end this step produce the next token.
         sampling, rows, prompt_rows = [], [], {}
         row = 0
@@ -65,5 +74,7 @@ class ModelRunner:
                 prompt_rows[s] = (row, n)
             row += n
         logits = self.model.compute_logits(hidden[rows]) if rows else hidden.new_empty(0)
-        prompt_logits = {s: self.model.compute_logits(hidden[r:r + n]).float() for s, (r, n) in prompt_rows.items()}
+        prompt_logits = {
+            s: self.model.compute_logits(hidden[r : r + n]).float() for s, (r, n) in prompt_rows.items()
+        }
         return sampling, logits, prompt_logits

@@ -20,7 +20,9 @@ class Sampler:
         self.generator: torch.Generator | None = None
         self.seed = seed
 
-    def __call__(self, seqs: list[Sequence], logits: torch.Tensor) -> tuple[list[int], list[PositionLogprobs | None]]:
+    def __call__(
+        self, seqs: list[Sequence], logits: torch.Tensor
+    ) -> tuple[list[int], list[PositionLogprobs | None]]:
         logits = logits.float()
         raw_logprobs = None
         if any(s.params.logprobs is not None for s in seqs):
@@ -34,8 +36,10 @@ class Sampler:
             if not s.params.greedy:
                 tokens[i] = self._draw(s, logits[i])
         token_list = tokens.tolist()
-        lps = [self._logprobs(raw_logprobs[i], t, s.params.logprobs) if s.params.logprobs is not None else None
-               for i, (s, t) in enumerate(zip(seqs, token_list, strict=True))]
+        lps = [
+            self._logprobs(raw_logprobs[i], t, s.params.logprobs) if s.params.logprobs is not None else None
+            for i, (s, t) in enumerate(zip(seqs, token_list, strict=True))
+        ]
         return token_list, lps
 
     def _adjust(self, seqs: list[Sequence], logits: torch.Tensor) -> torch.Tensor:
@@ -100,6 +104,8 @@ def position_logprobs(row: torch.Tensor, chosen: int, k: int) -> PositionLogprob
     result = {chosen: Logprob(value, rank=int((row > row[chosen]).sum()) + 1)}
     if k > 0:
         top = torch.topk(row, k)
-        for rank, (lp, tid) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), start=1):
+        for rank, (lp, tid) in enumerate(
+            zip(top.values.tolist(), top.indices.tolist(), strict=True), start=1
+        ):
             result.setdefault(tid, Logprob(lp, rank=rank))
     return result

@@ -90,7 +90,9 @@ class SamplingParams:
         return self.presence_penalty != 0 or self.frequency_penalty != 0 or self.repetition_penalty != 1
 
 
-def call_logits_processor(fn: LogitsProcessor, prompt_ids: list[int], output_ids: list[int], logits: torch.Tensor):
+def call_logits_processor(
+    fn: LogitsProcessor, prompt_ids: list[int], output_ids: list[int], logits: torch.Tensor
+):
     """Call a processor in whichever of vLLM's two signatures it has."""
     nargs = _arity(fn)
     return fn(prompt_ids, output_ids, logits) if nargs >= 3 else fn(output_ids, logits)
@@ -101,4 +103,6 @@ def _arity(fn: LogitsProcessor) -> int:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return 2
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in params)
+    return sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in params
+    )

@@ -58,7 +58,7 @@ class Sequence:
 
     @property
     def output_token_ids(self) -> list[int]:
-        return self.tokens[self.num_prompt_tokens:]
+        return self.tokens[self.num_prompt_tokens :]
 
     @property
     def num_output_tokens(self) -> int:

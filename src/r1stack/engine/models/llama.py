@@ -37,8 +37,10 @@ class Rotary(nn.Module):
     def build(self, device: torch.device, max_positions: int | None = None) -> None:
         # Sized to the serving context, not the model's maximum (131k positions would cost 134 MB here).
         self.max_positions = min(max_positions or self.max_positions, self.max_positions)
-        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float()
-                                         / self.head_dim))
+        inv_freq = 1.0 / (
+            self.theta
+            ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim)
+        )
         freqs = torch.arange(self.max_positions, device=device).float()[:, None] * inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         self.cos, self.sin = emb.cos(), emb.sin()
@@ -59,7 +61,7 @@ class Attention(nn.Module):
         self.h, self.hkv, self.d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.qkv_proj = nn.Linear(cfg.hidden_size, (self.h + 2 * self.hkv) * self.d, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(self.h * self.d, cfg.hidden_size, bias=False)
-        self.scale = self.d ** -0.5
+        self.scale = self.d**-0.5
 
     def forward(self, x, cos, sin, k_cache, v_cache, meta: AttentionMetadata):
         q, k, v = self.qkv_proj(x).split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
@@ -107,8 +109,10 @@ class LlamaForCausalLM(nn.Module):
     def param_for(self, hf_name: str) -> tuple[str, int | None] | None:
         name = hf_name.removeprefix("model.")
         for src, dst, shard in (
-            ("self_attn.q_proj", "self_attn.qkv_proj", 0), ("self_attn.k_proj", "self_attn.qkv_proj", 1),
-            ("self_attn.v_proj", "self_attn.qkv_proj", 2), ("mlp.gate_proj", "mlp.gate_up_proj", 0),
+            ("self_attn.q_proj", "self_attn.qkv_proj", 0),
+            ("self_attn.k_proj", "self_attn.qkv_proj", 1),
+            ("self_attn.v_proj", "self_attn.qkv_proj", 2),
+            ("mlp.gate_proj", "mlp.gate_up_proj", 0),
             ("mlp.up_proj", "mlp.gate_up_proj", 1),
         ):
             if src in name:

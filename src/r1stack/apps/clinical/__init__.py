@@ -1,0 +1,1 @@
+"""The clinical assistant: DICOM intake with de-identification, triage (small model), diagnosis (large model)."""

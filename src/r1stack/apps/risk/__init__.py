@@ -1,0 +1,1 @@
+"""Transaction risk assessment: validated input, features computed in code, constrained model answers, reports."""
