@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("R1STACK_TEST_DATA_DIR", ROOT / "r1stack-data"))
@@ -14,6 +15,11 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# One intra-op thread for everything computed in the test process: OpenMP threads that share two cores with
+# server subprocesses stall at every barrier (we measured matmuls 30x slower), and a test run must not depend
+# on what else the machine is doing.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -93,3 +93,17 @@ def test_cli_generate_and_models(data_dir):
     assert "Paris" in r.stdout
     r = _cli("models", env_data_dir=data_dir)
     assert r.returncode == 0 and "deepseek-r1-distill-qwen-7b" in r.stdout
+
+
+def test_extreme_penalty_values_cannot_kill_the_engine(llm_fp32):
+    with pytest.raises(UserError, match="repetition_penalty"):
+        SamplingParams(repetition_penalty=5e-324)
+
+    def explode(output_ids, logits):
+        logits[:] = float("nan")
+        return logits
+
+    out = llm_fp32.generate("Hello", SamplingParams(max_tokens=3, logits_processors=[explode]))[0]
+    assert len(out.outputs[0].token_ids) == 3
+    ok = llm_fp32.generate("The capital of France is", SamplingParams(temperature=0, max_tokens=3))[0]
+    assert ok.outputs[0].finish_reason == "length"

@@ -45,20 +45,20 @@ def test_r1_reasoning_split_on_real_output(r1_server):
             verify=r1_server.verify,
         ).json()["tokens"]
         raw = (
-            client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=24, temperature=0)
+            client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=16, temperature=0)
             .choices[0]
             .text
         )
         want_reasoning, want_content = split_reasoning(raw)
         whole = client.chat.completions.create(
-            model=MODEL_NAME, messages=messages, max_tokens=24, temperature=0
+            model=MODEL_NAME, messages=messages, max_tokens=16, temperature=0
         )
         msg = whole.choices[0].message
         assert msg.model_extra.get("reasoning_content") == want_reasoning
         assert (msg.content or "") == want_content
         reasoning, content = "", ""
         for chunk in client.chat.completions.create(
-            model=MODEL_NAME, messages=messages, max_tokens=24, temperature=0, stream=True
+            model=MODEL_NAME, messages=messages, max_tokens=16, temperature=0, stream=True
         ):
             if chunk.choices:
                 d = chunk.choices[0].delta

@@ -31,8 +31,9 @@ class _Base:
         text = render_chat(self.tokenizer, job.messages)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         proc = json_schema_processor(job.schema, self.tokenizer, self.eos_token_ids, job.max_tokens)
-        params = SamplingParams(temperature=job.temperature, max_tokens=job.max_tokens, seed=job.seed,
-                                logits_processors=[proc])
+        params = SamplingParams(
+            temperature=job.temperature, max_tokens=job.max_tokens, seed=job.seed, logits_processors=[proc]
+        )
         return text, ids, params
 
 
@@ -72,7 +73,8 @@ class AsyncBackend(_Base):
         return list(await asyncio.gather(*(self._one(job) for job in jobs)))
 
     async def _one(self, job: Job) -> str:
-        text, ids, params = self._prompt(job)
+        # The first use of a schema builds its token tables: off the event loop.
+        text, ids, params = await asyncio.to_thread(self._prompt, job)
         rid = f"app-{uuid.uuid4().hex[:12]}-{next(self._ids)}"
         last = None
         async for out in self.engine.generate(text, params, rid, prompt_token_ids=ids):

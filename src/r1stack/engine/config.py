@@ -28,6 +28,7 @@ class EngineArgs:
     max_num_batched_tokens: int = 2048
     block_size: int = 16
     enable_prefix_caching: bool = True
+    quantization: str = "none"  # none | int8 | int4 | awq | gguf (weight-only; see engine/quant)
     seed: int = 0
     threads: int | None = None  # CPU intra-op threads; None: torch's default (all cores)
     data_dir: Path | None = None  # where catalogue models live; None: the settings' data_dir

@@ -232,6 +232,10 @@ class Grammar:
             raise UserError("the output schema cannot be written with this tokenizer's single-byte tokens")
         self._tables: dict[int, _StateTable] = {}
         self._lock = threading.Lock()
+        # All tables now (well under a second for the app schemas), so the engine's step never waits on one.
+        for state in range(len(self.dfa.edges)):
+            if self.dist[state] > 0:
+                self.table(state)
 
     @property
     def min_tokens(self) -> int:

@@ -25,7 +25,11 @@ class KVCache:
         if cfg.mla is not None:
             # MLA caches one compressed latent plus one shared rope key per token and layer, in `k`; `v` stays
             # zero-width so that the per-layer (k, v) pairs and the byte counts below keep their meaning.
-            shape = (cfg.num_layers, num_blocks * block_size + 1, cfg.mla.kv_lora_rank + cfg.mla.qk_rope_head_dim)
+            shape = (
+                cfg.num_layers,
+                num_blocks * block_size + 1,
+                cfg.mla.kv_lora_rank + cfg.mla.qk_rope_head_dim,
+            )
             v_shape = (cfg.num_layers, num_blocks * block_size + 1, 0)
         self.k = torch.empty(shape, dtype=dtype, device=device)
         self.v = torch.empty(v_shape, dtype=dtype, device=device)

@@ -83,7 +83,7 @@ class LLMEngine:
         torch.manual_seed(args.seed)
         if self.device.type == "cpu" and args.threads:
             torch.set_num_threads(args.threads)
-        loaded = load_model(src, self.device, self.dtype)
+        loaded = load_model(src, self.device, self.dtype, args.quantization)
         self.model, self.config, self.tokenizer = loaded.model, loaded.config, loaded.tokenizer
         cfg = self.config
         num_blocks = plan_num_blocks(cfg, args, self.dtype, self.device)
@@ -102,7 +102,7 @@ class LLMEngine:
             num_blocks,
             args.block_size,
             self.kv_cache.num_slots,
-            (self.kv_cache.k.nbytes * 2) / 2**30,
+            self.kv_cache.nbytes / 2**30,
             self.kv_cache.bytes_per_token,
             self.max_model_len,
         )

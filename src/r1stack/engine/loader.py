@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,8 @@ from r1stack.engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
 from r1stack.engine.gguf_file import config_from_gguf, dequantize, open_gguf
 from r1stack.engine.models.deepseek_v3 import DeepseekV3ForCausalLM
 from r1stack.engine.models.llama import LlamaForCausalLM
+from r1stack.engine.quant import loading as quant_loading
+from r1stack.engine.quant.formats import from_gguf
 from r1stack.engine.store import ModelSource
 from r1stack.errors import UserError
 from r1stack.progress import track
@@ -31,19 +34,32 @@ class LoadedModel:
     generation_defaults: dict = field(default_factory=dict)
 
 
-def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_model(
+    src: ModelSource, device: torch.device, dtype: torch.dtype, quantization: str = "none"
+) -> LoadedModel:
+    """quantization: none | int8 | int4 (round-to-nearest at load) | awq (an AWQ checkpoint) | gguf (keep the
+    file's Q4_0/Q4_1/Q8_0 tensors packed). Quantized checkpoints load quantized whatever is asked."""
     try:
+        method = quant_loading.plan(src, quantization)
         reader = open_gguf(src.path) if src.format == "gguf" else None
         cfg = config_from_gguf(reader) if reader is not None else _hf_config(src.path)
         tokenizer = load_tokenizer(src)
         with torch.device("meta"):
             model = _model_class(cfg)(cfg).to(dtype)
         model.to_empty(device=device)
-        tensors = _gguf_tensors(reader, cfg) if reader is not None else _safetensors(src.path)
+        if reader is not None:
+            tensors = _gguf_tensors(reader, cfg, keep_packed=method == "gguf")
+        else:
+            tensors = quant_loading.group_safetensors(_safetensors(src.path))
         if hasattr(model, "load_weights"):  # architectures that map their own checkpoint names
             model.load_weights(tensors)
         else:
             _fill(model, tensors)
+        packed_embedding = reader is not None and any(
+            t.name == "token_embd.weight" and t.tensor_type.name in quant_loading.GGUF_PACKED
+            for t in reader.tensors
+        )
+        quant_loading.finish(model, method, packed_embedding)
     except UserError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, EOFError, IndexError) as e:
@@ -98,6 +114,7 @@ def _generation_defaults(src: ModelSource) -> dict:
 def _fill(model: LlamaForCausalLM, tensors) -> None:
     params = dict(model.named_parameters())
     filled: set[str] = set()
+    pending: dict[str, dict[int, object]] = {}  # quantized weight records, per fused shard
     for hf_name, tensor in tensors:
         target = model.param_for(hf_name)
         if target is None:
@@ -115,6 +132,15 @@ def _fill(model: LlamaForCausalLM, tensors) -> None:
             key = f"{name}#{shard}"
         else:
             key = name
+        if quant_loading.is_record(tensor):
+            if tuple(p.shape) != tuple(tensor.q.shape):
+                raise UserError(
+                    f"tensor {hf_name} has shape {tuple(tensor.q.shape)}, expected {tuple(p.shape)}: "
+                    f"config and weights disagree"
+                )
+            pending.setdefault(name, {})[shard or 0] = tensor
+            filled.add(key)
+            continue
         if tuple(p.shape) != tuple(tensor.shape):
             raise UserError(
                 f"tensor {hf_name} has shape {tuple(tensor.shape)}, expected {tuple(p.shape)}: "
@@ -136,6 +162,7 @@ def _fill(model: LlamaForCausalLM, tensors) -> None:
         )
     if model.cfg.tie_word_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
+    quant_loading.install(model, pending)
 
 
 def _safetensors(path: Path):
@@ -167,7 +194,8 @@ _GGUF_NAMES = {
 }
 
 
-def _gguf_tensors(reader, cfg: ModelConfig):
+def _gguf_tensors(reader, cfg: ModelConfig, keep_packed: bool = False):
+    """keep_packed: Q4_0/Q4_1/Q8_0 linear weights come as quantized records (repacked, never dequantized)."""
     for t in track(reader.tensors, "loading weights"):
         parts = t.name.split(".")
         if parts[0] == "blk":
@@ -176,11 +204,24 @@ def _gguf_tensors(reader, cfg: ModelConfig):
             name = f"{_GGUF_NAMES[parts[0]]}.{parts[1]}"
         with warnings.catch_warnings():  # the file is memory-mapped read-only; we only read it
             warnings.simplefilter("ignore", UserWarning)
-            tensor = dequantize(t)
+            kind = t.tensor_type.name
+            if (
+                keep_packed
+                and kind in quant_loading.GGUF_PACKED
+                and parts[0] != "token_embd"
+                and len(t.shape) == 2
+            ):
+                raw = torch.from_numpy(np.asarray(t.data).view(np.uint8).reshape(-1))
+                tensor = from_gguf(kind, raw, [int(x) for x in reversed(t.shape)])
+            else:
+                tensor = dequantize(t)
         # llama.cpp permutes Llama's q/k rows for its rotary layout; undo it (Qwen2 is not permuted).
         if cfg.architecture == "llama" and parts[-2] in ("attn_q", "attn_k"):
             heads = cfg.num_heads if parts[-2] == "attn_q" else cfg.num_kv_heads
-            tensor = _unpermute(tensor, heads)
+            if quant_loading.is_record(tensor):
+                tensor = tensor.rows(_unpermute(torch.arange(tensor.q.shape[0]), heads))
+            else:
+                tensor = _unpermute(tensor, heads)
         yield name, tensor
 
 

@@ -28,6 +28,11 @@ class Sampler:
         if any(s.params.logprobs is not None for s in seqs):
             raw_logprobs = torch.log_softmax(logits, dim=-1)
         logits = self._adjust(seqs, logits)
+        # Penalties and processors can push values to inf/nan; one such request must not kill the step loop.
+        logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=1e30)
+        dead = ~torch.isfinite(logits).any(dim=-1)
+        if dead.any():
+            logits[dead] = 0.0  # nothing left to choose from: fall back to a uniform draw / token 0
         tokens = torch.empty(len(seqs), dtype=torch.long)
         greedy = [i for i, s in enumerate(seqs) if s.params.greedy]
         if greedy:

@@ -13,6 +13,7 @@ from r1stack.errors import UserError
 # A logits processor sees one sequence's logits (1-D, vocab) and returns them changed. Either
 # fn(output_token_ids, logits) or fn(prompt_token_ids, output_token_ids, logits), as in vLLM.
 LogitsProcessor = Callable[..., torch.Tensor]
+_SAMPLING_EPS = 1e-5
 
 
 @dataclass
@@ -46,6 +47,8 @@ class SamplingParams:
         if self.top_k == 0:
             self.top_k = -1
         self._validate()
+        if self.temperature < _SAMPLING_EPS:
+            self.temperature = 0.0  # as vLLM: a temperature this small is greedy, not a division by ~0
 
     def _validate(self) -> None:
         def bad(param: str, msg: str) -> UserError:
@@ -65,8 +68,8 @@ class SamplingParams:
             raise bad("presence_penalty", f"must be in [-2, 2], got {self.presence_penalty}")
         if not -2 <= self.frequency_penalty <= 2:
             raise bad("frequency_penalty", f"must be in [-2, 2], got {self.frequency_penalty}")
-        if self.repetition_penalty <= 0:
-            raise bad("repetition_penalty", f"must be > 0 (1 means off), got {self.repetition_penalty}")
+        if not 0.01 <= self.repetition_penalty <= 100:
+            raise bad("repetition_penalty", f"must be in [0.01, 100] (1 means off), got {self.repetition_penalty}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
         if self.min_tokens < 0:

@@ -16,12 +16,13 @@ from r1stack.server.state import ServerState
 log = logging.getLogger("r1stack.server")
 
 # Routers other services own; mounted when present (they sit under /v1, so the API keys guard them).
-OPTIONAL_ROUTERS = ("r1stack.server.routes.kb", "r1stack.server.routes.guard")
+OPTIONAL_ROUTERS = ("r1stack.server.routes.kb", "r1stack.server.routes.guard", "r1stack.server.routes.apps")
+CONSOLE_ROUTER = "r1stack.console.routes"  # the web page; left out with --no-ui
 
 
-def optional_routers() -> list[tuple[str, APIRouter]]:
+def optional_routers(ui: bool = True) -> list[tuple[str, APIRouter]]:
     found = []
-    for name in OPTIONAL_ROUTERS:
+    for name in OPTIONAL_ROUTERS + ((CONSOLE_ROUTER,) if ui else ()):
         try:
             module = importlib.import_module(name)
         except ImportError as e:
@@ -58,7 +59,7 @@ def create_app(state: ServerState, keyring: ApiKeyring, allowlist: IPAllowlist, 
     install_error_handlers(app)
     for router in (chat.router, completions.router, models.router, system.router):
         app.include_router(router)
-    for name, router in optional_routers():
+    for name, router in optional_routers(ui=bool(getattr(state.settings.server, "ui", True))):
         app.include_router(router)
         log.info("mounted %s", name)
     app.add_middleware(SecurityMiddleware, keyring=keyring, allowlist=allowlist)

@@ -48,8 +48,16 @@ class Features:
 
 
 # Weights of the rules-only score: a documented, fixed baseline (sums to 100 when everything fires).
-WEIGHTS = {"amount_z": 30, "velocity": 20, "new_device": 12, "new_location": 12, "cross_border": 8,
-           "night_time": 7, "round_amount": 5, "new_account": 6}
+WEIGHTS = {
+    "amount_z": 30,
+    "velocity": 20,
+    "new_device": 12,
+    "new_location": 12,
+    "cross_border": 8,
+    "night_time": 7,
+    "round_amount": 5,
+    "new_account": 6,
+}
 
 
 def rules_score(f: Features) -> float:
@@ -77,17 +85,19 @@ def compute_features(txns: list[Transaction]) -> list[Features]:
     out = []
     for i, t in enumerate(txns):
         spread = max(t.std_amount_90d, 0.05 * t.avg_amount_90d, 1.0)
-        out.append(Features(
-            amount_z=round((t.amount - t.avg_amount_90d) / spread, 2),
-            velocity_1h=velocity[i],
-            txn_count_24h=t.txn_count_24h,
-            new_device=bool(t.device_id) and t.device_id not in t.known_devices,
-            new_location=bool(t.known_countries) and t.country not in t.known_countries,
-            cross_border=t.country != t.home_country,
-            night_time=t.timestamp.hour < 6,
-            round_amount=t.amount >= 100 and t.amount % 100 == 0,
-            new_account=t.account_age_days < 30,
-        ))
+        out.append(
+            Features(
+                amount_z=round((t.amount - t.avg_amount_90d) / spread, 2),
+                velocity_1h=velocity[i],
+                txn_count_24h=t.txn_count_24h,
+                new_device=bool(t.device_id) and t.device_id not in t.known_devices,
+                new_location=bool(t.known_countries) and t.country not in t.known_countries,
+                cross_border=t.country != t.home_country,
+                night_time=t.timestamp.hour < 6,
+                round_amount=t.amount >= 100 and t.amount % 100 == 0,
+                new_account=t.account_age_days < 30,
+            )
+        )
     return out
 
 

@@ -29,14 +29,18 @@ def bar_chart(items: list[tuple[str, float]], colors: dict[str, str] | None = No
     """Horizontal bars as inline SVG: no scripts, no external assets."""
     row_h, label_w = 26, 220
     top = max((v for _, v in items), default=0) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row_h * len(items) + 10}" '
-             f'role="img">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row_h * len(items) + 10}" '
+        f'role="img">'
+    ]
     for i, (label, value) in enumerate(items):
         y = i * row_h + 5
         w = (width - label_w - 60) * value / top
         color = (colors or {}).get(label, "#3f51b5")
-        parts.append(f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" font-size="13">'
-                     f'{html.escape(label[:32])}</text>')
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" font-size="13">'
+            f"{html.escape(label[:32])}</text>"
+        )
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" fill="{color}"/>')
         parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 16}" font-size="13">{value:g}</text>')
     parts.append("</svg>")
@@ -52,7 +56,8 @@ def write_html(report: BatchReport, path: Path, title: str = "Transaction risk r
     table = "".join(
         f"<tr><td>{html.escape(r.transaction_id)}</td><td>{r.risk_level}</td><td>{r.score}</td>"
         f"<td>{r.rules_score}</td><td>{r.combined_score}</td><td>{html.escape('; '.join(r.flags))}</td></tr>"
-        for r in top)
+        for r in top
+    )
     errors = "".join(f"<li>row {e.row}: {html.escape(e.message)}</li>" for e in report.errors[:200])
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}

@@ -31,9 +31,13 @@ class RiskResult:
 
     def row(self) -> dict:
         return {
-            "transaction_id": self.transaction_id, "risk_level": self.risk_level, "score": self.score,
-            "rules_score": self.rules_score, "combined_score": self.combined_score,
-            "reasons": " | ".join(self.reasons), "flags": " | ".join(self.flags),
+            "transaction_id": self.transaction_id,
+            "risk_level": self.risk_level,
+            "score": self.score,
+            "rules_score": self.rules_score,
+            "combined_score": self.combined_score,
+            "reasons": " | ".join(self.reasons),
+            "flags": " | ".join(self.flags),
             **self.features,
         }
 
@@ -77,29 +81,58 @@ def prepare(txns: list[Transaction], pii: PiiFilter) -> list[Prepared]:
     return out
 
 
-def jobs_for(prepared: list[Prepared], seed: int | None = None, temperature: float = TEMPERATURE) -> list[Job]:
-    return [Job(messages(p.masked), RISK_SCHEMA, MAX_TOKENS, temperature,
-                None if seed is None else seed + i) for i, p in enumerate(prepared)]
+def jobs_for(
+    prepared: list[Prepared], seed: int | None = None, temperature: float = TEMPERATURE
+) -> list[Job]:
+    return [
+        Job(messages(p.masked), RISK_SCHEMA, MAX_TOKENS, temperature, None if seed is None else seed + i)
+        for i, p in enumerate(prepared)
+    ]
 
 
-def finish(prepared: list[Prepared], texts: list[str], audit: AuditLog | None, model: str,
-           key_id: str | None = None) -> list[RiskResult]:
+def finish(
+    prepared: list[Prepared], texts: list[str], audit: AuditLog | None, model: str, key_id: str | None = None
+) -> list[RiskResult]:
     results = []
     for p, text in zip(prepared, texts, strict=True):
         answer: RiskAnswer = parse_answer(text)
         rules = rules_score(p.features)
         combined = round(MODEL_WEIGHT * answer.score + (1 - MODEL_WEIGHT) * rules, 2)
-        r = RiskResult(p.txn.transaction_id, answer.risk_level, answer.score, rules, combined,
-                       answer.reasons, p.features.flags(), p.features.as_dict(), p.redactions)
+        r = RiskResult(
+            p.txn.transaction_id,
+            answer.risk_level,
+            answer.score,
+            rules,
+            combined,
+            answer.reasons,
+            p.features.flags(),
+            p.features.as_dict(),
+            p.redactions,
+        )
         results.append(r)
         if audit is not None:
-            audit.append(AuditEvent(request_id=f"risk-{p.txn.transaction_id}", key_id=key_id, model=model,
-                                    prompt=p.masked, output=text, redactions=p.redactions))
+            audit.append(
+                AuditEvent(
+                    request_id=f"risk-{p.txn.transaction_id}",
+                    key_id=key_id,
+                    model=model,
+                    prompt=p.masked,
+                    output=text,
+                    redactions=p.redactions,
+                )
+            )
     return results
 
 
-def score_batch(backend, txns: list[Transaction], errors: list[RowError], pii: PiiFilter,
-                audit: AuditLog | None, seed: int | None = None, progress: bool = False) -> BatchReport:
+def score_batch(
+    backend,
+    txns: list[Transaction],
+    errors: list[RowError],
+    pii: PiiFilter,
+    audit: AuditLog | None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> BatchReport:
     """All rows in one generate call (continuous batching), with a progress bar when asked."""
     start = time.perf_counter()
     prepared = prepare(txns, pii)

@@ -107,8 +107,15 @@ def validate_rows(records: list[Any]) -> tuple[list[Transaction], list[RowError]
         if not isinstance(rec, dict):
             bad.append(RowError(i, None, "not an object with transaction fields"))
             continue
-        clean = {k: (None if v == "" and k not in ("counterparty", "device_id", "city", "card_number",
-                                                   "id_number") else v) for k, v in rec.items() if k}
+        clean = {
+            k: (
+                None
+                if v == "" and k not in ("counterparty", "device_id", "city", "card_number", "id_number")
+                else v
+            )
+            for k, v in rec.items()
+            if k
+        }
         clean = {k: v for k, v in clean.items() if v is not None}
         try:
             good.append(Transaction.model_validate(clean))
@@ -142,7 +149,7 @@ def parse_text(text: str, fmt: str) -> list[Any]:
         if isinstance(data, dict):
             data = data.get("transactions", [data])
         if not isinstance(data, list):
-            raise UserError("the JSON must be a list of transactions or {\"transactions\": [...]}")
+            raise UserError('the JSON must be a list of transactions or {"transactions": [...]}')
         return data
     raise UserError(f"unknown format {fmt!r}; use csv or json")
 
@@ -150,7 +157,13 @@ def parse_text(text: str, fmt: str) -> list[Any]:
 def load_file(path: Path) -> tuple[list[Transaction], list[RowError]]:
     if not path.is_file():
         raise UserError(f"{path} is not a file; give a .csv or .json file of transactions")
-    fmt = "csv" if path.suffix.lower() == ".csv" else "json" if path.suffix.lower() in (".json", ".jsonl") else ""
+    fmt = (
+        "csv"
+        if path.suffix.lower() == ".csv"
+        else "json"
+        if path.suffix.lower() in (".json", ".jsonl")
+        else ""
+    )
     if not fmt:
         raise UserError(f"{path.name}: unknown file type; use .csv, .json or .jsonl")
     try:

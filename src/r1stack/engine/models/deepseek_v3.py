@@ -111,12 +111,16 @@ class DeepseekV3ForCausalLM(nn.Module):
             filled.add(name)
         if pending:
             first = next(iter(pending))
-            raise UserError(f"the checkpoint has an FP8 weight without its scale (or a scale without its weight): "
-                            f"{first}; it is incomplete, download it again")
+            raise UserError(
+                f"the checkpoint has an FP8 weight without its scale (or a scale without its weight): "
+                f"{first}; it is incomplete, download it again"
+            )
         missing = sorted(self._expected_names() - filled)
         if missing:
-            raise UserError(f"the checkpoint lacks {len(missing)} tensors (first: {missing[0]}); it is incomplete, "
-                            f"download it again")
+            raise UserError(
+                f"the checkpoint lacks {len(missing)} tensors (first: {missing[0]}); it is incomplete, "
+                f"download it again"
+            )
         if self.cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
 
@@ -132,12 +136,16 @@ class DeepseekV3ForCausalLM(nn.Module):
             p = p if proj == "down" else p.narrow(0, 0 if proj == "gate" else inter, inter)
         else:
             if name not in params:
-                raise UserError(f"the checkpoint has a tensor {hf_name!r} this architecture does not know; "
-                                f"is config.json from the same model?")
+                raise UserError(
+                    f"the checkpoint has a tensor {hf_name!r} this architecture does not know; "
+                    f"is config.json from the same model?"
+                )
             p = params[name].data
         if tuple(p.shape) != tuple(shape):
-            raise UserError(f"tensor {hf_name} has shape {tuple(shape)}, expected {tuple(p.shape)}: "
-                            f"config and weights disagree")
+            raise UserError(
+                f"tensor {hf_name} has shape {tuple(shape)}, expected {tuple(p.shape)}: "
+                f"config and weights disagree"
+            )
         return p
 
     def _expected_names(self) -> set[str]:
@@ -146,8 +154,11 @@ class DeepseekV3ForCausalLM(nn.Module):
             if name.endswith(".w13") or name.endswith(".w2"):
                 prefix = name.rsplit(".", 1)[0]
                 projs = ("gate", "up") if name.endswith(".w13") else ("down",)
-                names |= {f"{prefix}.experts.{e}.{p}_proj.weight"
-                          for e in range(self.cfg.moe.n_routed_experts) for p in projs}
+                names |= {
+                    f"{prefix}.experts.{e}.{p}_proj.weight"
+                    for e in range(self.cfg.moe.n_routed_experts)
+                    for p in projs
+                }
             elif not (name == "lm_head.weight" and self.cfg.tie_word_embeddings):
                 names.add(name)
         return names

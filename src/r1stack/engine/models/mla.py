@@ -31,8 +31,11 @@ def _yarn_inv_freq(dim: int, rope: dict) -> tuple[torch.Tensor, float]:
     mscale, mscale_all = rope.get("mscale"), rope.get("mscale_all_dim")
     attention_factor = rope.get("attention_factor")
     if attention_factor is None:
-        attention_factor = (_yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all)
-                            if mscale and mscale_all else _yarn_mscale(factor))
+        attention_factor = (
+            _yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all)
+            if mscale and mscale_all
+            else _yarn_mscale(factor)
+        )
 
     def correction_dim(rotations: float) -> float:
         return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
@@ -140,23 +143,34 @@ class MLAttention(nn.Module):
                 out[:nd] = self._decode_absorbed(q_nope[:nd], q_pe[:nd], latent, mask)
             else:
                 qd = torch.cat((q_nope[:nd], q_pe[:nd]), dim=-1).unsqueeze(2)  # [B, H, 1, D]
-                k, v = self._expand(latent[..., :self.r], latent[..., self.r:])
-                o = F.scaled_dot_product_attention(qd, k.transpose(1, 2), v.transpose(1, 2),
-                                                   attn_mask=mask.unsqueeze(1), scale=self.scale)
+                k, v = self._expand(latent[..., : self.r], latent[..., self.r :])
+                o = F.scaled_dot_product_attention(
+                    qd, k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask.unsqueeze(1), scale=self.scale
+                )
                 out[:nd] = o.squeeze(2)
         for p in meta.prefills:
-            qs = torch.cat((q_nope[p.start:p.end], q_pe[p.start:p.end]), dim=-1).transpose(0, 1).unsqueeze(0)
+            qs = (
+                torch.cat((q_nope[p.start : p.end], q_pe[p.start : p.end]), dim=-1)
+                .transpose(0, 1)
+                .unsqueeze(0)
+            )
             if p.num_cached == 0:
-                k, v = self._expand(c[p.start:p.end], k_pe[p.start:p.end])
+                k, v = self._expand(c[p.start : p.end], k_pe[p.start : p.end])
                 mask, causal = None, True
             else:
                 ctx = cache[p.ctx_slots]
-                k, v = self._expand(ctx[:, :self.r], ctx[:, self.r:])
+                k, v = self._expand(ctx[:, : self.r], ctx[:, self.r :])
                 rows = torch.arange(p.end - p.start, device=x.device).unsqueeze(1) + p.num_cached
                 mask, causal = torch.arange(ctx.shape[0], device=x.device).unsqueeze(0) <= rows, False
-            o = F.scaled_dot_product_attention(qs, k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0),
-                                               attn_mask=mask, is_causal=causal, scale=self.scale)
-            out[p.start:p.end] = o.squeeze(0).transpose(0, 1)
+            o = F.scaled_dot_product_attention(
+                qs,
+                k.transpose(0, 1).unsqueeze(0),
+                v.transpose(0, 1).unsqueeze(0),
+                attn_mask=mask,
+                is_causal=causal,
+                scale=self.scale,
+            )
+            out[p.start : p.end] = o.squeeze(0).transpose(0, 1)
         return self.o_proj(out.reshape(-1, self.h * self.vd))
 
     def _expand(self, c: torch.Tensor, k_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,8 +183,8 @@ class MLAttention(nn.Module):
     def _decode_absorbed(self, q_nope, q_pe, latent, mask) -> torch.Tensor:
         """q_nope [B, H, nope], q_pe [B, H, rope], latent [B, L, r + rope], mask [B, 1, L] -> [B, H, vd]."""
         w = self.kv_b_proj.weight.view(self.h, self.nope + self.vd, self.r)
-        w_uk, w_uv = w[:, :self.nope], w[:, self.nope:]
-        c, k_pe = latent[..., :self.r], latent[..., self.r:]
+        w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]
+        c, k_pe = latent[..., : self.r], latent[..., self.r :]
         q_lat = torch.einsum("bhn,hnr->bhr", q_nope, w_uk)  # the query, moved into latent space
         scores = (torch.matmul(q_lat, c.transpose(1, 2)) + torch.matmul(q_pe, k_pe.transpose(1, 2))).float()
         scores = (scores * self.scale).masked_fill(~mask, float("-inf"))

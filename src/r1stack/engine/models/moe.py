@@ -59,7 +59,10 @@ class MoE(nn.Module):
         self.w13 = nn.Parameter(torch.empty(e, 2 * inter, hidden), requires_grad=False)
         self.w2 = nn.Parameter(torch.empty(e, hidden, inter), requires_grad=False)
         self.shared_experts = MLP(hidden, inter * m.n_shared_experts) if m.n_shared_experts else None
-        self.register_buffer("load", torch.zeros(e, dtype=torch.long), persistent=False)  # tokens routed, ever
+        self.first_expert = 0  # expert parallelism: this rank holds experts first_expert .. + len(w13)
+        self.register_buffer(
+            "load", torch.zeros(e, dtype=torch.long), persistent=False
+        )  # tokens routed, ever
         self.last_load = torch.zeros(e, dtype=torch.long)  # tokens routed in the latest forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,12 +78,15 @@ class MoE(nn.Module):
         ys = torch.empty_like(xs)
         start = 0
         for expert, n in enumerate(counts.tolist()):
+            seg, start = slice(start, start + n), start + n
+            local = expert - self.first_expert
             if n == 0:
                 continue
-            seg = slice(start, start + n)
-            gate, up = F.linear(xs[seg], self.w13[expert]).chunk(2, dim=-1)
-            ys[seg] = (F.linear(F.silu(gate) * up, self.w2[expert]) * ws[seg, None]).to(ys.dtype)
-            start += n
+            if not 0 <= local < self.w13.shape[0]:
+                ys[seg] = 0  # another rank's expert: its contribution arrives through the all-reduce
+                continue
+            gate, up = F.linear(xs[seg], self.w13[local]).chunk(2, dim=-1)
+            ys[seg] = (F.linear(F.silu(gate) * up, self.w2[local]) * ws[seg, None]).to(ys.dtype)
         out = torch.zeros_like(x).index_add_(0, tokens, ys)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)

@@ -1,0 +1,96 @@
+"""Weight-only quantized linear layers: int8 per output channel and int4 group-wise, on PyTorch's packed CPU
+kernels where they apply, else a plain dequantize-then-matmul fallback (same numbers, no speed-up)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from r1stack.engine.quant.formats import Int4Weights, Int8Weights
+
+# The packed CPU kernels are fast in bf16 and 20-30x slower with fp32 activations (measured on this CPU), so
+# activations are cast to bf16 around the kernel whatever the model's dtype.
+KERNEL_DTYPE = torch.bfloat16
+
+
+def _has_op(name: str) -> bool:
+    return hasattr(torch.ops.aten, name)
+
+
+class Int8Linear(nn.Module):
+    def __init__(self, w: Int8Weights, bias: torch.Tensor | None, device: torch.device):
+        super().__init__()
+        self.out_features, self.in_features = w.q.shape
+        self.packed = device.type == "cpu" and _has_op("_weight_int8pack_mm")
+        self.register_buffer("qweight", w.q.to(device).contiguous())
+        dtype = KERNEL_DTYPE if self.packed else torch.float32
+        self.register_buffer("scales", w.scale.to(device, dtype))
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features)
+        if self.packed:
+            y = torch.ops.aten._weight_int8pack_mm(x2.to(KERNEL_DTYPE), self.qweight, self.scales).to(x.dtype)
+        else:
+            y = F.linear(x2, (self.qweight.to(x.dtype) * self.scales[:, None].to(x.dtype)))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, int8 per-channel, packed={self.packed}"
+
+
+class Int4Linear(nn.Module):
+    def __init__(self, w: Int4Weights, bias: torch.Tensor | None, device: torch.device):
+        super().__init__()
+        self.out_features, self.in_features = w.q.shape
+        self.group_size = w.group_size
+        # The CPU packing wants N divisible by 16; other shapes (and other devices) take the fallback.
+        self.packed = (
+            device.type == "cpu"
+            and _has_op("_weight_int4pack_mm_for_cpu")
+            and self.out_features % 16 == 0
+            and self.in_features % 2 == 0
+        )
+        if self.packed:
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(w.q.to(torch.int32).contiguous(), 1)
+            self.register_buffer("qweight", packed.to(device))
+            sz = torch.stack([w.scale, w.zero], dim=-1).transpose(0, 1).contiguous()  # [G, N, 2]
+            self.register_buffer("scales_zeros", sz.to(device, KERNEL_DTYPE))
+        else:
+            self.register_buffer("qweight", w.q.to(device).contiguous())
+            self.register_buffer(
+                "scales_zeros", torch.stack([w.scale, w.zero], dim=-1).to(device)
+            )  # [N, G, 2]
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features)
+        if self.packed:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x2.to(KERNEL_DTYPE), self.qweight, self.group_size, self.scales_zeros
+            ).to(x.dtype)
+        else:
+            n, k, g = self.out_features, self.in_features, self.group_size
+            q = self.qweight.view(n, k // g, g).to(x.dtype) - 8
+            sz = self.scales_zeros.to(x.dtype)
+            y = F.linear(x2, (q * sz[..., :1] + sz[..., 1:]).view(n, k))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in={self.in_features}, out={self.out_features}, int4 group {self.group_size}, "
+            f"packed={self.packed}"
+        )
+
+
+def make_linear(w: Int4Weights | Int8Weights, bias: torch.Tensor | None, device: torch.device) -> nn.Module:
+    if isinstance(w, Int8Weights):
+        return Int8Linear(w, bias, device)
+    return Int4Linear(w, bias, device)

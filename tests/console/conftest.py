@@ -1,0 +1,58 @@
+"""One real server with the console for the module, and one headless chromium whose every request and console
+message is recorded."""
+
+from __future__ import annotations
+
+import pytest
+from consoleproc import launch_browser, require_browser, start
+from serverproc import stop_server
+
+
+@pytest.fixture(scope="session")
+def console_server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("console")
+    s = start(tmp)
+    s.tmp = tmp
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory):
+    d = tmp_path_factory.mktemp("screenshots")
+    print(f"\nconsole screenshots: {d}")
+    return d
+
+
+class Recorder:
+    def __init__(self):
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+
+    def attach(self, page) -> None:
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        ctx = launch_browser(p, tmp_path_factory.mktemp("chromium-profile"))
+        yield ctx
+        ctx.close()
+
+
+@pytest.fixture()
+def page(browser, shots):
+    pg = browser.new_page()
+    pg.shots = shots
+    rec = Recorder()
+    rec.attach(pg)
+    pg.recorder = rec
+    pg.set_default_timeout(60_000)
+    yield pg
+    pg.close()
