@@ -32,6 +32,52 @@ RESULTS = ROOT / "benchmarks" / "results" / "apps.json"
 console = Console()
 
 
+def processor_cost(args) -> dict:
+    """The logits processor's cost per generated token beside a plain masked copy of the logits (its floor)."""
+    import torch
+
+    from r1stack.apps.risk.answer import MAX_TOKENS, RISK_SCHEMA
+    from r1stack.engine.constrained import json_schema_processor
+    from r1stack.engine.loader import load_tokenizer
+    from r1stack.engine.store import resolve
+
+    torch.set_num_threads(args.threads or 1)
+    tok = load_tokenizer(resolve(args.model, args.data_dir))
+    t0 = time.perf_counter()
+    json_schema_processor(RISK_SCHEMA, tok, [tok.eos_token_id], MAX_TOKENS)
+    build_s = time.perf_counter() - t0
+    gen = torch.Generator().manual_seed(0)
+    calls, spent, floor = 0, 0.0, 0.0
+    for _ in range(20):
+        proc = json_schema_processor(RISK_SCHEMA, tok, [tok.eos_token_id], MAX_TOKENS)
+        out: list[int] = []
+        while len(out) < MAX_TOKENS:
+            logits = torch.randn(len(tok), generator=gen)
+            t = time.perf_counter()
+            masked = proc([], out, logits)
+            spent += time.perf_counter() - t
+            t = time.perf_counter()
+            torch.where(torch.isfinite(masked), logits, -float("inf"))  # one full-vocab masked copy
+            floor += time.perf_counter() - t
+            calls += 1
+            tid = int(torch.multinomial(torch.softmax(masked, -1), 1, generator=gen))
+            if tid == tok.eos_token_id:
+                break
+            out.append(tid)
+    table = Table(title=f"constrained decoding: logits processor (risk schema, vocab {len(tok)})")
+    for col in ("grammar build s", "us per token", "masked-copy floor us", "ratio"):
+        table.add_column(col)
+    per, per_floor = spent / calls * 1e6, floor / calls * 1e6
+    table.add_row(f"{build_s:.2f}", f"{per:.0f}", f"{per_floor:.0f}", f"{per / per_floor:.1f}x")
+    console.print(table)
+    return {
+        "grammar_build_s": round(build_s, 3),
+        "us_per_token": round(per, 1),
+        "masked_copy_floor_us": round(per_floor, 1),
+        "tokens": calls,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
@@ -41,7 +87,13 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", default=str(ROOT / "r1stack-data"))
+    ap.add_argument("--processor-only", action="store_true", help="only time the logits processor")
     args = ap.parse_args()
+    processor = processor_cost(args)
+    if args.processor_only:
+        data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        RESULTS.write_text(json.dumps({**data, "processor": processor}, indent=2) + "\n")
+        return
 
     from r1stack import LLM
 

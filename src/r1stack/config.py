@@ -48,6 +48,19 @@ class ServerSettings(BaseModel):
     max_waiting: int = 256  # bounded queue: beyond it, 429 with Retry-After
     request_timeout_s: float = 600.0
     ui: bool = True
+    # Gateway mode: non-empty = generation is done by these OpenAI-compatible servers (base URLs ending in /v1),
+    # balanced by least outstanding requests; no local model is loaded.
+    upstreams: list[str] = Field(default_factory=list)
+    upstream_model: str | None = None  # the name the upstreams serve; None: the first their /v1/models lists
+    upstream_key_file: Path | None = None  # the bearer key the upstreams expect, alone in a file
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = (
+        60.0  # longest silence between two chunks before a replica counts as hung
+    )
+    upstream_health_interval_s: float = 5.0  # active health checks (GET /v1/models) this often
+    upstream_eject_after: int = 2  # consecutive failures that eject a replica (open its circuit)
+    upstream_cooldown_s: float = 2.0  # first ejection; doubles each failed return, up to the maximum
+    upstream_max_cooldown_s: float = 60.0
 
 
 class KBSettings(BaseModel):

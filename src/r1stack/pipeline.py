@@ -50,6 +50,8 @@ class PreparedPrompt:
     sources: list[Source] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     web_queries: list[str] = field(default_factory=list)
+    # The grounded conversation itself, for an upstream backend that applies its own chat template.
+    messages: list[dict[str, Any]] | None = None
 
 
 class TextFilter(Protocol):
@@ -152,7 +154,9 @@ class Pipeline:
         else:
             off.append("PII filter (guard.pii_policy is allow)")
         watermark = None
-        if settings.guard.watermark:
+        if settings.guard.watermark and getattr(engine, "upstream", False):
+            off.append("watermark (upstream replicas sample the tokens; r1stack cannot bias them from here)")
+        elif settings.guard.watermark:
             from r1stack.guard.watermark import watermark_processor
 
             watermark = watermark_processor(settings)
@@ -177,7 +181,11 @@ class Pipeline:
 
     @property
     def tokenizer(self):
-        return self.engine.tokenizer
+        return self.engine.tokenizer  # None for an upstream backend
+
+    @property
+    def upstream(self) -> bool:
+        return bool(getattr(self.engine, "upstream", False))
 
     async def prepare_chat(
         self,
@@ -228,6 +236,10 @@ class Pipeline:
                         sources=format_sources(sources), question=question
                     )
                     break
+        if self.tokenizer is None:
+            # An upstream backend renders the template and counts tokens itself; the audit log keeps a transcript.
+            transcript = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+            return PreparedPrompt(transcript, [], sources, notices, web_queries, messages=messages)
         try:
             prompt = self.engine.render_chat(
                 messages, add_generation_prompt=add_generation_prompt, **(chat_template_kwargs or {})
@@ -246,10 +258,14 @@ class Pipeline:
         if isinstance(prompt, str):
             if not prompt:
                 raise UserError("prompt is empty; give some text or token ids", param="prompt")
+            if self.tokenizer is None:
+                return PreparedPrompt(prompt, [])
             ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
             return PreparedPrompt(prompt, list(ids))
         if not prompt:
             raise UserError("prompt is an empty token list", param="prompt")
+        if self.tokenizer is None:
+            return PreparedPrompt("", list(prompt))  # the upstream checks the ids against its vocabulary
         vocab = len(self.tokenizer)
         bad = [t for t in prompt if not 0 <= t < vocab]
         if bad:
@@ -260,6 +276,8 @@ class Pipeline:
         self, prepared: PreparedPrompt, requested: int | None, param: str = "max_tokens"
     ) -> int:
         """The request's budget, or what is left of the context; a budget that does not fit is a 400 with numbers."""
+        if self.tokenizer is None:
+            return requested  # an upstream counts the prompt's tokens and enforces its own context length
         limit = self.engine.model_info.max_model_len
         n = len(prepared.prompt_token_ids)
         if requested is None:
@@ -294,8 +312,9 @@ class Pipeline:
         deadline = None if not timeout_s else asyncio.get_running_loop().time() + timeout_s
         if self.watermark is not None:
             params.logits_processors = [*params.logits_processors, self.watermark]
+        kw = {"messages": prepared.messages} if prepared.messages is not None else {}
         stream = self.engine.generate(
-            prepared.prompt, params, request_id, prompt_token_ids=prepared.prompt_token_ids
+            prepared.prompt, params, request_id, prompt_token_ids=prepared.prompt_token_ids, **kw
         )
         finished = False
         try:

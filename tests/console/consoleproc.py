@@ -18,9 +18,12 @@ from serverproc import MODEL_NAME, Server, free_port, installed_model  # noqa: E
 
 KEYS = {"alice": "alice-console-key-0001", "bob": "bob-console-key-00002"}
 ROUTER = "r1stack.console.routes"
+# The server mounts the console itself (server.app.CONSOLE_ROUTER, left out with --no-ui); on a server that
+# predates that, the launcher lists the router among the optional ones.
 LAUNCH = (
     "import r1stack.server.app as a; "
-    f"a.OPTIONAL_ROUTERS += () if {ROUTER!r} in a.OPTIONAL_ROUTERS else ({ROUTER!r},); "
+    f"known = a.OPTIONAL_ROUTERS + (getattr(a, 'CONSOLE_ROUTER', None),); "
+    f"a.OPTIONAL_ROUTERS += () if {ROUTER!r} in known else ({ROUTER!r},); "
     "from r1stack.cli.main import main; main()"
 )
 CHROMIUM = os.environ.get("R1STACK_CHROMIUM", "/usr/bin/chromium")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import httpx
-from consoleproc import KEYS
+from consoleproc import KEYS, start
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from serverproc import stop_server
 
 from r1stack.config import Settings
 from r1stack.console import routes
@@ -95,7 +96,18 @@ def test_me_and_audit_view(console_server):
     assert audit["recent"][0]["key_id"] == "alice"
 
 
-def test_no_ui_serves_no_page(tmp_path):
+def test_no_ui_server_has_no_page(tmp_path):
+    """`r1stack serve --no-ui`: no page, no assets; the OpenAI API is untouched."""
+    server = start(tmp_path, "--no-ui")
+    try:
+        assert httpx.get(server.url + "/").status_code == 404
+        assert httpx.get(server.url + "/console/static/app.js").status_code == 404
+        assert httpx.get(server.api + "/models", headers=_auth("alice")).status_code == 200
+    finally:
+        stop_server(server)
+
+
+def test_no_ui_router_serves_no_page(tmp_path):
     """--no-ui sets server.ui False: the page and its assets are gone; the conversation API stays."""
     app = FastAPI()
     app.state.settings = Settings(data_dir=tmp_path, server={"ui": False})

@@ -17,7 +17,6 @@ MODEL = "smollm2-135m-instruct"
 PROMPTS = [
     "The capital of France is",
     "def fibonacci(n):",
-    "Once upon a time, in a small village,",
     "<|im_start|>user\nWhat is a prime number?<|im_end|>\n<|im_start|>assistant\n",
 ]
 KV = 32 << 20
@@ -29,9 +28,9 @@ def _llm(data_dir, model=MODEL, quantization="none") -> LLM:
 
 @pytest.fixture(scope="module")
 def reference(data_dir):
-    """bf16 model and, per prompt, prompt + its 32-token greedy continuation."""
+    """bf16 model and, per prompt, prompt + its 24-token greedy continuation."""
     llm = _llm(data_dir)
-    params = SamplingParams(temperature=0, max_tokens=32, min_tokens=32)
+    params = SamplingParams(temperature=0, max_tokens=24, min_tokens=24)
     seqs = [o.prompt_token_ids + o.outputs[0].token_ids for o in llm.generate(PROMPTS, params)]
     return llm, seqs
 
@@ -51,12 +50,16 @@ def _agreement(llm: LLM, reference) -> float:
 
 
 def _kinds(llm: LLM) -> set[str]:
-    return {type(m).__name__ for m in llm.engine.model.modules() if isinstance(m, (Int4Linear, Int8Linear))}
+    """Quantized layer types in the decoder layers, and the lm_head's type apart."""
+    m = llm.engine.model
+    return {type(x).__name__ for x in m.layers.modules() if isinstance(x, (Int4Linear, Int8Linear))} | {
+        f"lm_head:{type(m.lm_head).__name__}"
+    }
 
 
 def test_int8_matches_bf16_on_most_tokens(data_dir, reference):
     llm = _llm(data_dir, quantization="int8")
-    assert _kinds(llm) == {"Int8Linear"}
+    assert _kinds(llm) == {"Int8Linear", "lm_head:Int8Linear"}
     assert not any(isinstance(m, torch.nn.Linear) for m in llm.engine.model.modules())
     assert _agreement(llm, reference) >= 0.9
 
@@ -73,7 +76,7 @@ def test_gguf_tensors_stay_packed_and_agree_with_bf16(data_dir, reference):
 
 def test_int4_round_to_nearest_generates(data_dir, reference):
     llm = _llm(data_dir, quantization="int4")
-    assert _kinds(llm) == {"Int4Linear"}
+    assert _kinds(llm) == {"Int4Linear", "lm_head:Int8Linear"}  # see quantize_model
     assert _agreement(llm, reference) >= 0.6
 
 
@@ -107,14 +110,16 @@ def test_quantize_command_writes_checkpoints_that_load(data_dir, default_gguf, r
             "2",
             "--seq-len",
             "64",
+            "--grid",
+            "4",
         ]
     )
     assert r.exit_code == 0, r.output
     int8 = _llm(data_dir, str(out8), "int8")
-    assert _kinds(int8) == {"Int8Linear"}
+    assert _kinds(int8) == {"Int8Linear", "lm_head:Int8Linear"}
     assert _agreement(int8, reference) >= 0.9
     awq = _llm(data_dir, str(out4))  # a quantized checkpoint loads quantized without being asked
-    assert _kinds(awq) == {"Int4Linear"}
+    assert _kinds(awq) == {"Int4Linear", "lm_head:Int8Linear"}
     assert _agreement(awq, reference) >= 0.6
     with pytest.raises(UserError, match="already quantized"):
         _llm(data_dir, str(out4), "int8")

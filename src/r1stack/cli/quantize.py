@@ -24,6 +24,7 @@ def quantize(
     ),
     samples: int = typer.Option(16, help="awq: calibration windows"),
     seq_len: int = typer.Option(256, help="awq: tokens per calibration window"),
+    grid: int = typer.Option(20, help="awq: scale exponents tried per layer group (0, 1/grid, ...)"),
 ) -> None:
     """Quantize a model's linear layers and write a checkpoint (serve it with --quantization int8|awq)."""
     from r1stack.config import get_settings

@@ -1,4 +1,5 @@
-"""`r1stack serve`: the OpenAI-compatible server on the native engine (flags as vLLM names them)."""
+"""`r1stack serve`: the OpenAI-compatible server on the native engine, or as a gateway in front of upstream
+OpenAI-compatible servers (--upstream URL ...); flags as vLLM names them."""
 
 from __future__ import annotations
 
@@ -52,6 +53,18 @@ def serve(
     quantization: Annotated[str, Opt(help="Weight quantization: only 'none' for now.")] = "none",
     reasoning_parser: Annotated[str | None, Opt(help="auto | deepseek_r1 | none")] = None,
     no_ui: Annotated[bool, Opt("--no-ui", help="Serve no web page (there is none yet).")] = False,
+    upstream: Annotated[
+        list[str] | None,
+        Opt(
+            "--upstream",
+            help="Gateway mode: an OpenAI-compatible server (vLLM, SGLang, r1stack) that generates, "
+            "e.g. http://gpu-node-1:8000/v1; repeatable (replicas).",
+        ),
+    ] = None,
+    upstream_key_file: Annotated[Path | None, Opt(help="File holding the key the upstreams expect.")] = None,
+    upstream_model: Annotated[
+        str | None, Opt(help="Model name the upstreams serve (default: the first they list).")
+    ] = None,
 ) -> None:
     """Serve the OpenAI API (chat, completions, embeddings, models) with R1 reasoning split out."""
     from r1stack.config import get_settings
@@ -89,6 +102,9 @@ def serve(
             reasoning_parser=reasoning_parser,
             max_waiting=max_waiting,
             request_timeout_s=request_timeout,
+            upstreams=list(upstream) if upstream else None,
+            upstream_key_file=upstream_key_file,
+            upstream_model=upstream_model,
         ).items()
         if v is not None
     }

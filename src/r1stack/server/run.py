@@ -51,6 +51,20 @@ def load_engine(settings: Settings):
     return AsyncEngine(EngineArgs.from_settings(settings))
 
 
+def load_backend(settings: Settings):
+    """The served model's backend: the native engine, or the upstream pool when upstreams are configured."""
+    if not settings.server.upstreams:
+        return load_engine(settings)
+    from r1stack.upstream.backend import UpstreamConfig, UpstreamEngine
+
+    if not (settings.server.served_model_name or settings.server.upstream_model):
+        raise UserError(
+            "with --upstream, name the model: --served-model-name NAME (what clients ask for) "
+            "and/or --upstream-model NAME (what the upstreams serve)"
+        )
+    return UpstreamEngine(UpstreamConfig.from_settings(settings))
+
+
 def build_state(engine, settings: Settings) -> tuple[ServerState, list[str]]:
     s = settings.server
     if s.reasoning_parser not in REASONING_PARSERS:
@@ -73,6 +87,8 @@ def build_state(engine, settings: Settings) -> tuple[ServerState, list[str]]:
         reasoning=reasoning,
         request_timeout_s=s.request_timeout_s or None,
     )
+    if hasattr(engine, "register_metrics"):
+        engine.register_metrics(state.metrics.registry)
     return state, missing
 
 
@@ -84,7 +100,7 @@ def serve(settings: Settings, *, self_signed: bool = False) -> None:
     s = settings.server
     keyring, allowlist = security_from_settings(settings)
     certfile, keyfile = tls_files(settings, self_signed)
-    engine = load_engine(settings)
+    engine = load_backend(settings)
     state, missing = build_state(engine, settings)
     scheme = "https" if certfile else "http"
     host = f"[{s.host}]" if ":" in s.host else s.host

@@ -13,10 +13,25 @@ class ChoiceShaper:
     def __init__(self, reasoning: bool, filter_factory: Callable[[], TextFilter] | None = None):
         self._parser = ReasoningParser() if reasoning else None
         self._filters = (filter_factory(), filter_factory()) if filter_factory else None
+        self._split = False  # an upstream split the reasoning off itself: pass its fields through
+        self._started = [False, False]
 
-    def feed(self, text: str) -> ReasoningDelta:
+    def feed(self, text: str, reasoning: str = "") -> ReasoningDelta:
+        """Text to split; `reasoning` is what an upstream already sent as reasoning_content (then no parsing)."""
+        if reasoning and not self._split:
+            self._split = True
+            self._parser = None
+        if self._split:
+            return self._filter(ReasoningDelta(self._trim(0, reasoning), self._trim(1, text)))
         d = self._parser.feed(text) if self._parser else ReasoningDelta(content=text)
         return self._filter(d)
+
+    def _trim(self, field: int, text: str) -> str:
+        # As the parser does: the stray newlines R1 writes at the start of each field are dropped.
+        if not self._started[field]:
+            text = text.lstrip()
+            self._started[field] = bool(text)
+        return text
 
     def finish(self) -> ReasoningDelta:
         d = self._parser.finish() if self._parser else ReasoningDelta()
@@ -35,8 +50,10 @@ class ChoiceShaper:
         )
 
 
-def shape_whole(text: str, reasoning: bool, filter_factory=None) -> tuple[str | None, str]:
+def shape_whole(
+    text: str, reasoning: bool, filter_factory=None, upstream_reasoning: str = ""
+) -> tuple[str | None, str]:
     s = ChoiceShaper(reasoning, filter_factory)
-    a, b = s.feed(text), s.finish()
+    a, b = s.feed(text, upstream_reasoning), s.finish()
     r = a.reasoning + b.reasoning
     return (r or None), a.content + b.content

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from r1stack.errors import NotFoundError
+from r1stack.errors import NotFoundError, UserError
 from r1stack.pipeline import Pipeline
 from r1stack.server.admission import Admission
 from r1stack.server.metrics import ServerMetrics
@@ -40,6 +40,32 @@ class ServerState:
             param="model",
             code="model_not_found",
         )
+
+    def check_backend(self, logprobs: bool = False) -> None:
+        """Before any work: a 503 with Retry-After when an upstream backend has no usable replica, and a 400
+        for what an upstream backend cannot do."""
+        check = getattr(self.engine, "check_available", None)
+        if check is not None:
+            check()
+        if logprobs and self.engine.tokenizer is None:
+            raise UserError(
+                "logprobs are not available through this gateway's upstream backend yet; leave them out",
+                param="logprobs",
+            )
+
+
+def upstream_reasoning(out, index: int) -> str:
+    """The reasoning an upstream sent apart (reasoning_content) for choice `index` so far; '' otherwise."""
+    return out.extra.get("reasoning", {}).get(index, "") if out.extra else ""
+
+
+def upstream_usage(out) -> tuple[int, int] | None:
+    """(prompt_tokens, completion_tokens) as an upstream counted them; None for the native engine."""
+    return out.extra.get("usage") if out is not None and out.extra else None
+
+
+def replica_of(out) -> str | None:
+    return out.extra.get("replica") if out is not None and out.extra else None
 
 
 def get_state(request: Request) -> ServerState:

@@ -15,7 +15,10 @@ class RequestClock:
         self.queue_s: float | None = None
 
     def saw(self, out: RequestOutput) -> None:
-        if self.first_token is None and any(o.token_ids for o in out.outputs):
+        # An upstream's outputs carry text but no token ids (and perhaps only reasoning at first).
+        if self.first_token is None and (
+            any(o.token_ids or o.text for o in out.outputs) or any(out.extra.get("reasoning", {}).values())
+        ):
             self.first_token = time.monotonic()
         m = out.metrics
         if self.queue_s is None and m is not None and m.first_scheduled_time is not None:

@@ -35,7 +35,8 @@ export function highlight(code) {
   return frag;
 }
 
-const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*([\s\S]+?)\*\*|__([\s\S]+?)__|\*([^*\s][^*]*?)\*|_([^_\s][^_]*?)_|\[([^\]\n]+)\]\(([^)\s]+)\)|\[(\d{1,2})\]/g;
+// Underscores inside words (snake_case, __dunder__ names in text) are not emphasis, as in CommonMark.
+const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*([\s\S]+?)\*\*|(?<!\w)__([\s\S]+?)__(?!\w)|\*([^*\s][^*]*?)\*|(?<!\w)_([^_\s][^_]*?)_(?!\w)|\[([^\]\n]+)\]\(([^)\s]+)\)|\[(\d{1,2})\]/g;
 
 // Inline spans into `parent`; `cite(n)` returns a node for a citation marker [n], or null to leave it as text.
 export function renderInline(text, parent, cite) {

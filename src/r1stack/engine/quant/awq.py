@@ -82,7 +82,9 @@ def search_scale(
 
 
 @torch.inference_mode()
-def awq_search(model: nn.Module, calib: list[list[int]], group_size: int, keep_tokens: int = 256) -> dict:
+def awq_search(
+    model: nn.Module, calib: list[list[int]], group_size: int, keep_tokens: int = 256, grid: int = 20
+) -> dict:
     """Find and fold the scales in place (model in fp32). Returns a summary: mean output error before/after."""
     groups = []  # (linear, fold-into callback) per searchable layer group
     for layer in model.layers:
@@ -103,7 +105,7 @@ def awq_search(model: nn.Module, calib: list[list[int]], group_size: int, keep_t
             h.remove()
     before = after = 0.0
     for (lin, fold), cap in track(list(zip(groups, captures, strict=True)), "searching AWQ scales"):
-        s, loss, rtn = search_scale(lin.weight, cap.x(), cap.mean(), group_size)
+        s, loss, rtn = search_scale(lin.weight, cap.x(), cap.mean(), group_size, grid)
         lin.weight.mul_(s.to(lin.weight.dtype))
         fold(s)
         before, after = before + rtn, after + loss

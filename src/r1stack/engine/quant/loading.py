@@ -101,11 +101,11 @@ def install(model: nn.Module, pending: dict[str, dict[int, object]]) -> None:
 
 def finish(model: nn.Module, method: str, embedding_packed: bool = False) -> None:
     """After filling, quantize the linears still in float: all of them for round-to-nearest methods; the lm_head
-    alone for packed checkpoints (AWQ leaves it float; its decode matmul is the largest one). A GGUF lm_head tied
+    alone (int8) for packed checkpoints (AWQ leaves it float; its decode matmul is the largest one). A GGUF lm_head tied
     to a Q8_0 embedding becomes int8 (the values the file holds); a float one stays float."""
     if method in ("int8", "int4"):
         quantize_model(model, method)
     elif method == "awq":
-        quantize_model(model, "int4")
+        quantize_model(model, "int8")  # only the lm_head is left
     elif method == "gguf" and embedding_packed:
         quantize_model(model, "int8")

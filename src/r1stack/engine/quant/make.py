@@ -35,6 +35,7 @@ def quantize_checkpoint(
     group_size: int | None = None,
     num_samples: int = 16,
     seq_len: int = 256,
+    grid: int = 20,
 ) -> dict:
     if method not in ("int8", "int4", "awq"):
         raise UserError(f"unknown method {method!r}; use int8, int4 or awq")
@@ -56,6 +57,6 @@ def quantize_checkpoint(
         text = calib.read_text(encoding="utf-8", errors="replace")
         samples = calibration_samples(loaded.tokenizer, text, num_samples, seq_len)
         summary["calibration_tokens"] = sum(map(len, samples))
-        summary |= awq_search(m, samples, g)
+        summary |= awq_search(m, samples, g, grid=grid)
     summary |= save_quantized(m, loaded.tokenizer, out, method, g)
     return summary

@@ -29,7 +29,16 @@ from r1stack.server.protocol import (
 from r1stack.server.sampling import chat_params
 from r1stack.server.shaping import ChoiceShaper
 from r1stack.server.sse import DONE, error_event, event
-from r1stack.server.state import ClientGone, ServerState, get_state, key_id, until_disconnect
+from r1stack.server.state import (
+    ClientGone,
+    ServerState,
+    get_state,
+    key_id,
+    replica_of,
+    until_disconnect,
+    upstream_reasoning,
+    upstream_usage,
+)
 from r1stack.server.usage import RequestClock
 
 log = logging.getLogger("r1stack.server")
@@ -70,6 +79,7 @@ def _sources(prepared: PreparedPrompt) -> list[Source] | None:
 async def chat_completions(req: ChatCompletionRequest, request: Request) -> Response:
     st = get_state(request)
     model = st.check_model(req.model)
+    st.check_backend(logprobs=req.logprobs)
     caller = key_id(request)
     clock = RequestClock()
     prepared = await st.pipeline.prepare_chat(
@@ -120,7 +130,7 @@ async def _whole(
     texts = []
     for o in sorted(final.outputs, key=lambda o: o.index):
         shaper = ChoiceShaper(st.reasoning, factory)
-        a, b = shaper.feed(o.text), shaper.finish()
+        a, b = shaper.feed(o.text, upstream_reasoning(final, o.index)), shaper.finish()
         reasoning = (a.reasoning + b.reasoning) or None
         content = a.content + b.content
         texts.append(content)
@@ -139,13 +149,25 @@ async def _whole(
                 stop_reason=o.stop_reason,
             )
         )
+    n_prompt = len(prepared.prompt_token_ids)
+    counted = upstream_usage(final)
+    if counted is not None:
+        n_prompt, completion_tokens = counted
     usage = Usage(
-        prompt_tokens=len(prepared.prompt_token_ids),
-        completion_tokens=completion_tokens,
-        total_tokens=len(prepared.prompt_token_ids) + completion_tokens,
+        prompt_tokens=n_prompt, completion_tokens=completion_tokens, total_tokens=n_prompt + completion_tokens
     )
     _finish(
-        st, clock, request_id, caller, model, prepared, usage, final.outputs[0].finish_reason, texts, factory
+        st,
+        clock,
+        request_id,
+        caller,
+        model,
+        prepared,
+        usage,
+        final.outputs[0].finish_reason,
+        texts,
+        factory,
+        replica_of(final),
     )
     return ChatCompletionResponse(
         id=request_id,
@@ -164,7 +186,9 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
     shapers = [ChoiceShaper(st.reasoning, factory) for _ in range(n)]
     seen_chars = [0] * n
     seen_tokens = [0] * n
+    seen_reasoning = [0] * n  # of an upstream's separate reasoning_content
     texts = [""] * n
+    last = None
     finish_reason = None
     usage = Usage(prompt_tokens=len(prepared.prompt_token_ids))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -184,6 +208,7 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
         async with outs as gen:
             async for out in gen:
                 clock.saw(out)
+                last = out
                 for o in out.outputs:
                     i = o.index
                     delta_text = o.text[seen_chars[i] :]
@@ -194,7 +219,9 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
                             st.engine.tokenizer, new_ids, o.logprobs[seen_tokens[i] :], params.logprobs
                         )
                     seen_chars[i], seen_tokens[i] = len(o.text), len(o.token_ids)
-                    d = shapers[i].feed(delta_text)
+                    r_text = upstream_reasoning(out, i)
+                    d = shapers[i].feed(delta_text, r_text[seen_reasoning[i] :])
+                    seen_reasoning[i] = len(r_text)
                     if o.finish_reason is not None:
                         tail = shapers[i].finish()
                         d.reasoning += tail.reasoning
@@ -215,10 +242,25 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
                             ]
                         )
         usage.completion_tokens = sum(seen_tokens)
+        counted = upstream_usage(last)
+        if counted is not None:
+            usage.prompt_tokens, usage.completion_tokens = counted
         usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
         if include_usage:
             yield chunk([], usage=usage)
-        _finish(st, clock, request_id, caller, model, prepared, usage, finish_reason, texts, factory)
+        _finish(
+            st,
+            clock,
+            request_id,
+            caller,
+            model,
+            prepared,
+            usage,
+            finish_reason,
+            texts,
+            factory,
+            replica_of(last),
+        )
     except UserError as e:
         yield error_event(e.message, e.error_type, e.status_code, e.param)
     except EngineDeadError as e:
@@ -232,14 +274,25 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
 
 
 def _finish(
-    st: ServerState, clock, request_id, caller, model, prepared, usage, finish_reason, texts, filters
+    st: ServerState,
+    clock,
+    request_id,
+    caller,
+    model,
+    prepared,
+    usage,
+    finish_reason,
+    texts,
+    filters,
+    replica=None,
 ) -> None:
     clock.observe(st.metrics, usage.prompt_tokens, usage.completion_tokens, finish_reason)
     st.pipeline.record(
         TurnRecord(
             request_id=request_id,
             key_id=caller,
-            model=model,
+            # The audit record names the replica that served (its schema has no field of its own for it).
+            model=f"{model} via {replica}" if replica else model,
             endpoint="chat",
             prompt=prepared.prompt,
             output="\n".join(texts),

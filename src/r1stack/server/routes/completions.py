@@ -28,7 +28,15 @@ from r1stack.server.protocol import (
 from r1stack.server.sampling import completion_params
 from r1stack.server.shaping import ChoiceShaper
 from r1stack.server.sse import DONE, error_event, event
-from r1stack.server.state import ClientGone, ServerState, get_state, key_id, until_disconnect
+from r1stack.server.state import (
+    ClientGone,
+    ServerState,
+    get_state,
+    key_id,
+    replica_of,
+    until_disconnect,
+    upstream_usage,
+)
 from r1stack.server.usage import RequestClock
 
 log = logging.getLogger("r1stack.server")
@@ -68,6 +76,7 @@ class _Prompt:
 async def completions(req: CompletionRequest, request: Request) -> Response:
     st = get_state(request)
     model = st.check_model(req.model)
+    st.check_backend(logprobs=req.logprobs is not None)
     caller = key_id(request)
     base_id = new_id("cmpl")
     prompts = []
@@ -152,7 +161,9 @@ async def _whole(st: ServerState, req, prompts, base_id, model, caller, clock) -
         for o in sorted(pr.final.outputs, key=lambda o: o.index):
             n_gen += len(o.token_ids)
             choices.append(_choice(st, req, pr, o, params.logprobs, 0, 0, True))
-    usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_gen, total_tokens=n_prompt + n_gen)
+    usage = _upstream_counts(
+        prompts, Usage(prompt_tokens=n_prompt, completion_tokens=n_gen, total_tokens=n_prompt + n_gen)
+    )
     _finish(
         st, clock, base_id, caller, model, prompts, usage, [c.text for c in choices], prompts[0][0].filters
     )
@@ -198,7 +209,9 @@ async def _stream(st: ServerState, req, prompts, base_id, model, caller, clock, 
                     yield chunk([c])
         n_prompt = sum(len(pr.prepared.prompt_token_ids) for pr, _ in prompts)
         n_gen = sum(sum(pr.seen_tokens) for pr, _ in prompts)
-        usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_gen, total_tokens=n_prompt + n_gen)
+        usage = _upstream_counts(
+            prompts, Usage(prompt_tokens=n_prompt, completion_tokens=n_gen, total_tokens=n_prompt + n_gen)
+        )
         if include_usage:
             yield chunk([], usage)
         _finish(
@@ -218,17 +231,28 @@ async def _stream(st: ServerState, req, prompts, base_id, model, caller, clock, 
     yield DONE
 
 
+def _upstream_counts(prompts, usage: Usage) -> Usage:
+    """An upstream's own token counts, summed over the prompts, in place of ours (it has the tokenizer)."""
+    counted = [upstream_usage(pr.final) for pr, _ in prompts]
+    if not counted or any(c is None for c in counted):
+        return usage
+    p, c = sum(x[0] for x in counted), sum(x[1] for x in counted)
+    return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
+
+
 def _finish(st: ServerState, clock, request_id, caller, model, prompts, usage, texts, filters) -> None:
     reason = None
+    replica = None
     for pr, _ in prompts:
         if pr.final is not None and pr.final.outputs:
             reason = reason or pr.final.outputs[0].finish_reason
+            replica = replica or replica_of(pr.final)
     clock.observe(st.metrics, usage.prompt_tokens, usage.completion_tokens, reason)
     st.pipeline.record(
         TurnRecord(
             request_id=request_id,
             key_id=caller,
-            model=model,
+            model=f"{model} via {replica}" if replica else model,
             endpoint="completions",
             prompt="\n".join(pr.prepared.prompt for pr, _ in prompts),
             output="\n".join(texts),

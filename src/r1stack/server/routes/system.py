@@ -22,7 +22,21 @@ async def health(request: Request) -> Response:
         return error_response(
             503, f"the engine has stopped: {type(dead).__name__}: {dead}; restart the server"
         )
+    pool = getattr(st.engine, "pool", None)
+    if pool is not None:  # an upstream gateway is healthy while one replica may take requests
+        replicas = {r.url: r.state for r in pool.replicas}
+        if not pool.any_usable():
+            return error_response(503, f"no healthy upstream replica: {replicas}")
+        return JSONResponse({"status": "ok", "model": st.model_name, "upstreams": replicas})
     return JSONResponse({"status": "ok", "model": st.model_name})
+
+
+def _tokenizer(st):
+    if st.engine.tokenizer is None:
+        raise UserError(
+            "this gateway's upstream backend tokenizes on the replicas; ask them (/tokenize there)"
+        )
+    return st.engine.tokenizer
 
 
 @router.get("/metrics")
@@ -34,6 +48,7 @@ async def metrics(request: Request) -> Response:
 async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
     st = get_state(request)
     st.check_model(req.model)
+    _tokenizer(st)
     if (req.prompt is None) == (req.messages is None):
         raise UserError("give exactly one of prompt or messages", param="prompt")
     if req.messages is not None:
@@ -53,7 +68,7 @@ async def tokenize(req: TokenizeRequest, request: Request) -> TokenizeResponse:
 async def detokenize(req: DetokenizeRequest, request: Request) -> DetokenizeResponse:
     st = get_state(request)
     st.check_model(req.model)
-    vocab = len(st.engine.tokenizer)
+    vocab = len(_tokenizer(st))
     bad = [t for t in req.tokens if t >= vocab]
     if bad:
         raise UserError(f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})", param="tokens")

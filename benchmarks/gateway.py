@@ -1,0 +1,216 @@
+"""The gateway's overhead: N concurrent streaming chat clients (N = 1, 64, 256) talk to a stand-in upstream that
+streams tokens at a fixed rate, once directly and once through `r1stack serve --upstream` (a real process, with
+its default guard: PII filter on the stream and the audit log). Reports TTFT and time per output token p50/p99
+both ways, the added TTFT and TPOT (gateway minus direct), and errors. Writes benchmarks/results/gateway.json.
+
+    .venv/bin/python benchmarks/gateway.py [--clients 1,64,256] [--tokens 32] [--interval-ms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from common import print_table, write_results
+from rich.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def standin_app(tokens: int, interval_s: float):
+    """An OpenAI chat endpoint that streams `tokens` one-word deltas, one every `interval_s`."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    async def models(request):
+        return JSONResponse({"object": "list", "data": [{"id": "standin", "object": "model"}]})
+
+    async def chat(request):
+        await request.json()
+
+        async def body():
+            def chunk(delta, finish=None):
+                c = {"index": 0, "delta": delta, "finish_reason": finish}
+                return "data: " + json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0,
+                                              "model": "standin", "choices": [c]}) + "\n\n"  # fmt: skip
+
+            yield chunk({"role": "assistant", "content": ""})
+            for i in range(tokens):
+                await asyncio.sleep(interval_s)
+                yield chunk({"content": f" w{i}"})
+            yield chunk({}, "stop")
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    return Starlette(
+        routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])]
+    )
+
+
+def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{url} exited:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"{url} did not come up:\n{log.read_text()[-2000:]}")
+
+
+async def one(client: httpx.AsyncClient, url: str, model: str) -> tuple[float, float, int]:
+    body = {"model": model, "messages": [{"role": "user", "content": "go"}], "stream": True}
+    t0 = time.perf_counter()
+    first = last = None
+    n = 0
+    async with client.stream("POST", url, json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            obj = json.loads(line[6:])
+            if "error" in obj:
+                raise RuntimeError(obj["error"]["message"])
+            if obj["choices"] and obj["choices"][0]["delta"].get("content"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                n += 1
+    if first is None:
+        raise RuntimeError("no content streamed")
+    return first - t0, (last - first) / max(1, n - 1), n
+
+
+async def run(url: str, model: str, clients: int) -> dict:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        results = await asyncio.gather(
+            *(one(client, url, model) for _ in range(clients)), return_exceptions=True
+        )
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    errors = [repr(r) for r in results if isinstance(r, BaseException)]
+    ttft = sorted(r[0] for r in ok)
+    tpot = sorted(r[1] for r in ok)
+    return {
+        "ttft_p50_ms": 1000 * pct(ttft, 50),
+        "ttft_p99_ms": 1000 * pct(ttft, 99),
+        "tpot_p50_ms": 1000 * pct(tpot, 50),
+        "tpot_p99_ms": 1000 * pct(tpot, 99),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", default="1,64,256")
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--interval-ms", type=float, default=20.0)
+    ap.add_argument("--standin", type=int, help=argparse.SUPPRESS)  # internal: run the stand-in on this port
+    args = ap.parse_args()
+    if args.standin:
+        import uvicorn
+
+        app = standin_app(args.tokens, args.interval_ms / 1000)
+        uvicorn.run(app, host="127.0.0.1", port=args.standin, log_level="warning", backlog=4096)
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="r1stack-gw-bench-"))
+    up_port, gw_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("R1STACK_")}
+    env.update(R1STACK_DATA_DIR=str(tmp / "data"), R1STACK_CONFIG=str(tmp / "none.toml"), OMP_NUM_THREADS="1")
+    procs = []
+    try:
+        log_up = tmp / "standin.log"
+        cmd = [sys.executable, __file__, "--standin", str(up_port), "--tokens", str(args.tokens),
+               "--interval-ms", str(args.interval_ms)]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, stdout=open(log_up, "wb"), stderr=subprocess.STDOUT, env=env))
+        up = f"http://127.0.0.1:{up_port}/v1"
+        wait_up(up + "/models", procs[-1], log_up)
+        log_gw = tmp / "gateway.log"
+        cmd = [sys.executable, "-c", "from r1stack.cli.main import main; main()", "serve", "--upstream", up,
+               "--served-model-name", "bench", "--port", str(gw_port), "--max-waiting", "1024"]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, stdout=open(log_gw, "wb"), stderr=subprocess.STDOUT, env=env))
+        gw = f"http://127.0.0.1:{gw_port}"
+        wait_up(gw + "/health", procs[-1], log_gw)
+
+        rows, out = [], []
+        levels = [int(x) for x in args.clients.split(",")]
+        with Progress() as progress:
+            task = progress.add_task("gateway overhead", total=2 * len(levels))
+            # One request each way first: connection set-up and first-call costs are not what we measure.
+            asyncio.run(run(up + "/chat/completions", "standin", 1))
+            asyncio.run(run(gw + "/v1/chat/completions", "bench", 1))
+            for n in levels:
+                direct = asyncio.run(run(up + "/chat/completions", "standin", n))
+                progress.advance(task)
+                via = asyncio.run(run(gw + "/v1/chat/completions", "bench", n))
+                progress.advance(task)
+                added = {
+                    k: via[k] - direct[k]
+                    for k in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms")
+                }
+                out.append({"clients": n, "direct": direct, "gateway": via, "added": added})
+                rows.append([n, direct["ttft_p50_ms"], via["ttft_p50_ms"], added["ttft_p50_ms"],
+                             added["ttft_p99_ms"], direct["tpot_p50_ms"], via["tpot_p50_ms"],
+                             added["tpot_p50_ms"], added["tpot_p99_ms"], direct["errors"] + via["errors"]])  # fmt: skip
+        print_table(
+            f"Gateway overhead ({args.tokens} tokens per stream, one every {args.interval_ms:g} ms), ms",
+            [
+                "streams",
+                "TTFT direct p50",
+                "TTFT gw p50",
+                "+TTFT p50",
+                "+TTFT p99",
+                "TPOT direct p50",
+                "TPOT gw p50",
+                "+TPOT p50",
+                "+TPOT p99",
+                "errors",
+            ],  # fmt: skip
+            rows,
+        )
+        path = write_results(
+            "gateway",
+            {
+                "tokens_per_stream": args.tokens,
+                "interval_ms": args.interval_ms,
+                "guard": "default (PII redact, audit on)",
+                "results": out,
+            },  # fmt: skip
+        )
+        print(f"wrote {path}")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
