@@ -142,7 +142,8 @@ def main() -> None:
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="r1stack-gw-bench-"))
-    up_port, gw_port = free_port(), free_port()
+    up_port = free_port()
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
     env = {k: v for k, v in os.environ.items() if not k.startswith("R1STACK_")}
     env.update(R1STACK_DATA_DIR=str(tmp / "data"), R1STACK_CONFIG=str(tmp / "none.toml"), OMP_NUM_THREADS="1")
     procs = []
@@ -153,36 +154,55 @@ def main() -> None:
         procs.append(subprocess.Popen(cmd, stdout=open(log_up, "wb"), stderr=subprocess.STDOUT, env=env))
         up = f"http://127.0.0.1:{up_port}/v1"
         wait_up(up + "/models", procs[-1], log_up)
-        log_gw = tmp / "gateway.log"
-        cmd = [sys.executable, "-c", "from r1stack.cli.main import main; main()", "serve", "--upstream", up,
-               "--served-model-name", "bench", "--port", str(gw_port), "--max-waiting", "1024"]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, stdout=open(log_gw, "wb"), stderr=subprocess.STDOUT, env=env))
-        gw = f"http://127.0.0.1:{gw_port}"
-        wait_up(gw + "/health", procs[-1], log_gw)
-
-        rows, out = [], []
         levels = [int(x) for x in args.clients.split(",")]
+        # bare: the gateway alone; guarded: its defaults (the streaming PII filter holds back text that may be
+        # the start of an identifier, and every answer is appended to the audit log).
+        variants = {
+            "bare": {"R1STACK_GUARD__PII_POLICY": "allow", "R1STACK_GUARD__AUDIT": "false"},
+            "guarded": {},
+        }
+        rows, out = [], []
         with Progress() as progress:
-            task = progress.add_task("gateway overhead", total=2 * len(levels))
-            # One request each way first: connection set-up and first-call costs are not what we measure.
-            asyncio.run(run(up + "/chat/completions", "standin", 1))
-            asyncio.run(run(gw + "/v1/chat/completions", "bench", 1))
-            for n in levels:
-                direct = asyncio.run(run(up + "/chat/completions", "standin", n))
-                progress.advance(task)
-                via = asyncio.run(run(gw + "/v1/chat/completions", "bench", n))
-                progress.advance(task)
-                added = {
-                    k: via[k] - direct[k]
-                    for k in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms")
-                }
-                out.append({"clients": n, "direct": direct, "gateway": via, "added": added})
-                rows.append([n, direct["ttft_p50_ms"], via["ttft_p50_ms"], added["ttft_p50_ms"],
-                             added["ttft_p99_ms"], direct["tpot_p50_ms"], via["tpot_p50_ms"],
-                             added["tpot_p50_ms"], added["tpot_p99_ms"], direct["errors"] + via["errors"]])  # fmt: skip
+            task = progress.add_task("gateway overhead", total=2 * len(levels) * len(variants))
+            for variant, extra in variants.items():
+                gw_port = free_port()
+                log_gw = tmp / f"gateway-{variant}.log"
+                cmd = [sys.executable, "-c", "from r1stack.cli.main import main; main()", "serve", "--upstream",
+                       up, "--served-model-name", "bench", "--port", str(gw_port), "--max-waiting", "1024"]  # fmt: skip
+                gw_proc = subprocess.Popen(
+                    cmd, stdout=open(log_gw, "wb"), stderr=subprocess.STDOUT, env={**env, **extra}
+                )
+                procs.append(gw_proc)
+                gw = f"http://127.0.0.1:{gw_port}"
+                wait_up(gw + "/health", gw_proc, log_gw)
+                # One request each way first: connection set-up and first-call costs are not what we measure.
+                asyncio.run(run(up + "/chat/completions", "standin", 1))
+                asyncio.run(run(gw + "/v1/chat/completions", "bench", 1))
+                for n in levels:
+                    direct = asyncio.run(run(up + "/chat/completions", "standin", n))
+                    progress.advance(task)
+                    via = asyncio.run(run(gw + "/v1/chat/completions", "bench", n))
+                    progress.advance(task)
+                    keys = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms")
+                    added = {k: via[k] - direct[k] for k in keys}
+                    out.append(
+                        {
+                            "gateway": variant,
+                            "clients": n,
+                            "direct": direct,
+                            "via_gateway": via,
+                            "added": added,
+                        }
+                    )
+                    rows.append([variant, n, direct["ttft_p50_ms"], via["ttft_p50_ms"], added["ttft_p50_ms"],
+                                 added["ttft_p99_ms"], direct["tpot_p50_ms"], via["tpot_p50_ms"],
+                                 added["tpot_p50_ms"], added["tpot_p99_ms"], direct["errors"] + via["errors"]])  # fmt: skip
+                gw_proc.terminate()
+                gw_proc.wait(timeout=20)
         print_table(
             f"Gateway overhead ({args.tokens} tokens per stream, one every {args.interval_ms:g} ms), ms",
             [
+                "gateway",
                 "streams",
                 "TTFT direct p50",
                 "TTFT gw p50",
@@ -201,7 +221,7 @@ def main() -> None:
             {
                 "tokens_per_stream": args.tokens,
                 "interval_ms": args.interval_ms,
-                "guard": "default (PII redact, audit on)",
+                "load_avg_1m_at_start": load,
                 "results": out,
             },  # fmt: skip
         )

@@ -168,23 +168,34 @@ def test_no_retry_once_a_token_has_streamed(gw, ups):
         _stream_text(gw)
 
 
-def test_503_with_retry_after_when_no_replica_is_healthy(gw, ups):
-    for s in ups:
+def test_503_with_retry_after_when_no_replica_is_healthy(tmp_path):
+    # Replicas of their own, down from the start, and a long cool-down: nothing may be tried during the test.
+    down = [StandIn("c"), StandIn("d")]
+    for s in down:
         s.mode = "down"
-    _wait(lambda: httpx.get(gw.url + "/health", timeout=5).status_code == 503, "the gateway to report 503")
-    r = httpx.post(gw.api + "/chat/completions", json={"model": "gw", "messages": HI}, timeout=30)
-    assert r.status_code == 503
-    assert int(r.headers["Retry-After"]) >= 1
-    assert r.json()["error"]["code"] == "upstream_unavailable"
-    r = httpx.post(gw.api + "/chat/completions", json={"model": "gw", "messages": HI, "stream": True})
-    assert r.status_code == 503  # refused before the stream starts, not as an error chunk
-    with pytest.raises(openai.InternalServerError) as e:
-        _ask(gw)
-    assert e.value.status_code == 503
-    for s in ups:
-        s.mode = "ok"
-    _wait(lambda: httpx.get(gw.url + "/health", timeout=5).status_code == 200, "replicas to return")
-    assert _ask(gw) in ("Answer from A.", "Answer from B.")
+    slow_return = {
+        "R1STACK_SERVER__UPSTREAM_COOLDOWN_S": "60",
+        "R1STACK_SERVER__UPSTREAM_MAX_COOLDOWN_S": "60",
+    }
+    g = start_gateway(
+        tmp_path, [s.url for s in down], "--served-model-name", "gw", env=slow_return, ready=503
+    )
+    try:
+        r = httpx.post(g.api + "/chat/completions", json={"model": "gw", "messages": HI}, timeout=30)
+        assert r.status_code == 503
+        assert 30 <= int(r.headers["Retry-After"]) <= 60
+        assert r.json()["error"]["code"] == "upstream_unavailable"
+        assert "down for maintenance" in r.json()["error"]["message"] or "503" in r.json()["error"]["message"]
+        r = httpx.post(g.api + "/chat/completions", json={"model": "gw", "messages": HI, "stream": True})
+        assert r.status_code == 503  # refused before the stream starts, not as an error chunk
+        with pytest.raises(openai.InternalServerError) as e:
+            _ask(g)
+        assert e.value.status_code == 503
+        assert all(not s.requests for s in down)
+    finally:
+        g.stop()
+        for s in down:
+            s.stop()
 
 
 def test_raw_think_text_is_split_by_our_parser(ups, tmp_path):
@@ -300,7 +311,6 @@ def test_kb_sources_go_upstream_and_audit_names_the_replica(gw, ups):
     assert answer["sources"][0]["document"] == "reactor.md"
     assert answer["choices"][0]["message"]["content"] in ("Answer from A.", "Answer from B.")
     # The replica was sent the grounded question: the retrieved chunk, numbered, before the question.
-    sent = max(ups, key=lambda s: len(s.requests) and s.requests[-1] is not None)
     last_user = [
         m["content"]
         for s in ups
@@ -310,7 +320,6 @@ def test_kb_sources_go_upstream_and_audit_names_the_replica(gw, ups):
     assert any(
         "[1]" in t and "liquid helium" in t and "How is the Zorblat reactor cooled?" in t for t in last_user
     )
-    del sent
     # Streamed: the sources ride on the first chunk, as from the native engine.
     with httpx.stream("POST", gw.api + "/chat/completions", json={**body, "stream": True}, timeout=120) as r:
         first = json.loads(next(ln for ln in r.iter_lines() if ln.startswith("data: {"))[6:])

@@ -52,7 +52,7 @@ def serve(
     request_timeout: Annotated[float | None, Opt(help="Seconds one request may take (0: no limit).")] = None,
     quantization: Annotated[str, Opt(help="Weight quantization: only 'none' for now.")] = "none",
     reasoning_parser: Annotated[str | None, Opt(help="auto | deepseek_r1 | none")] = None,
-    no_ui: Annotated[bool, Opt("--no-ui", help="Serve no web page (there is none yet).")] = False,
+    no_ui: Annotated[bool, Opt("--no-ui", help="Serve no web console at / (the API is unchanged).")] = False,
     upstream: Annotated[
         list[str] | None,
         Opt(

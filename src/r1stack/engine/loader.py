@@ -50,7 +50,9 @@ def load_model(
         if reader is not None:
             tensors = _gguf_tensors(reader, cfg, keep_packed=method == "gguf")
         else:
-            tensors = quant_loading.group_safetensors(_safetensors(src.path))
+            tensors = _safetensors(src.path)
+            if method in ("awq", "int8"):
+                tensors = quant_loading.group_safetensors(tensors)
         if hasattr(model, "load_weights"):  # architectures that map their own checkpoint names
             model.load_weights(tensors)
         else:

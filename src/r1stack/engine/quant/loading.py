@@ -31,11 +31,13 @@ def checkpoint_quantization(src) -> str:
         raise UserError(
             "this AWQ checkpoint is not 4-bit GEMM layout; only AutoAWQ's GEMM 4-bit layout loads"
         )
-    if method not in ("none", "awq", "r1stack-int8"):
+    if method in ("gptq", "bitsandbytes", "compressed-tensors"):
+        # GPTQ packs qweight along the input dimension with the same tensor names as AWQ: refuse, never misread.
         raise UserError(
             f"checkpoint quantization {method!r} is not supported; use an AWQ (GEMM) or bf16 checkpoint"
         )
-    return {"r1stack-int8": "int8"}.get(method, method)
+    # Other methods (DeepSeek's fp8 blocks, ...) are the architecture's own loader's business.
+    return {"r1stack-int8": "int8", "awq": "awq"}.get(method, "none")
 
 
 def plan(src, quantization: str) -> str:
@@ -103,6 +105,11 @@ def finish(model: nn.Module, method: str, embedding_packed: bool = False) -> Non
     """After filling, quantize the linears still in float: all of them for round-to-nearest methods; the lm_head
     alone (int8) for packed checkpoints (AWQ leaves it float; its decode matmul is the largest one). A GGUF lm_head tied
     to a Q8_0 embedding becomes int8 (the values the file holds); a float one stays float."""
+    if method != "none" and not hasattr(model, "param_for"):
+        # Only the Llama/Qwen2 model's layers are tested quantized; MoE experts and MLA are not yet.
+        raise UserError(
+            f"--quantization {method} is implemented for Llama and Qwen2 models; load this one with none"
+        )
     if method in ("int8", "int4"):
         quantize_model(model, method)
     elif method == "awq":
