@@ -23,7 +23,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 class EngineSettings(BaseModel):
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (auto: bf16 on CUDA, fp32 for checks on CPU)
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (auto: bf16 on CUDA and on CPUs with native bf16)
     device: str = "auto"  # auto | cpu | cuda
     block_size: int = 16
     # KV budget: an absolute byte count wins over the fraction of free memory.
@@ -32,7 +32,7 @@ class EngineSettings(BaseModel):
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None
-    enforce_eager: bool = True
+    quantization: str = "none"  # none | int8 | int4 | awq | gguf (weight-only; checked when the model loads)
 
 
 class ServerSettings(BaseModel):

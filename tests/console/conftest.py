@@ -8,7 +8,7 @@ from consoleproc import launch_browser, require_browser, start
 from serverproc import stop_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console")
     s = start(tmp)
@@ -17,7 +17,7 @@ def console_server(tmp_path_factory):
     stop_server(s)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shots(tmp_path_factory):
     d = tmp_path_factory.mktemp("screenshots")
     print(f"\nconsole screenshots: {d}")
@@ -35,7 +35,7 @@ class Recorder:
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     require_browser()
     from playwright.sync_api import sync_playwright

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -130,8 +131,10 @@ def test_a_provider_sleeping_15_s_ends_within_the_default_timeout(proxy):
     with WebSearchClient(settings) as client:
         outcome = client.search("sleep for fifteen seconds")
     elapsed = time.monotonic() - started
-    assert outcome.error == "web search unavailable: searxng did not answer within 9.75 s"
-    assert outcome.reason == "searxng did not answer within 9.75 s"
+    # The proxy answers 0.25 s before the caller's deadline; what is left of it depends on the machine's speed.
+    m = re.fullmatch(r"searxng did not answer within (\d+\.\d+) s", outcome.reason)
+    assert m and 9.0 <= float(m.group(1)) <= 9.75, outcome.reason
+    assert outcome.error == f"web search unavailable: {outcome.reason}"
     assert elapsed < 15  # it did not wait for the provider
 
 

@@ -50,7 +50,9 @@ def serve(
         int | None, Opt(help="Queued sequences allowed beyond the batch; then 429.")
     ] = None,
     request_timeout: Annotated[float | None, Opt(help="Seconds one request may take (0: no limit).")] = None,
-    quantization: Annotated[str, Opt(help="Weight quantization: only 'none' for now.")] = "none",
+    quantization: Annotated[
+        str | None, Opt(help="Weight-only quantization: none | int8 | int4 | awq | gguf (keep GGUF blocks packed).")
+    ] = None,
     reasoning_parser: Annotated[str | None, Opt(help="auto | deepseek_r1 | none")] = None,
     no_ui: Annotated[bool, Opt("--no-ui", help="Serve no web console at / (the API is unchanged).")] = False,
     upstream: Annotated[
@@ -71,8 +73,6 @@ def serve(
     from r1stack.server.run import REASONING_PARSERS
     from r1stack.server.run import serve as run_server
 
-    if quantization != "none":
-        raise UserError(f"--quantization {quantization!r} is not supported yet; use --quantization none")
     for name, value in (
         ("--port", port),
         ("--max-model-len", max_model_len),
@@ -126,6 +126,7 @@ def serve(
             max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens,
             max_model_len=max_model_len,
+            quantization=quantization,
         ).items()
         if v is not None
     }

@@ -1,12 +1,16 @@
 """BlockManager: hands out fixed-size KV blocks and shares full blocks between sequences with the same prefix.
 
-A full block is keyed by a hash of its tokens chained with the previous block's key (so it names the whole prefix);
-a hit is confirmed by comparing token ids. Freed blocks keep their key and go to the back of the free list, so a
-popular prefix survives until memory is actually needed (LRU).
+A full block is keyed by a digest of its tokens chained with the previous block's key (so it names the whole
+prefix); a hit is confirmed by comparing token ids. The digest is BLAKE2b, not Python's hash(): int hashes are
+predictable, so a crafted prompt could collide with another tenant's chained key and be served their cached KV
+(the prefix-cache collision vLLM fixed the same way). Freed blocks keep their key and go to the back of the free
+list, so a popular prefix survives until memory is actually needed (LRU).
 """
 
 from __future__ import annotations
 
+import hashlib
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -17,7 +21,7 @@ from r1stack.engine.sequence import Sequence
 class Block:
     block_id: int
     ref_count: int = 0
-    key: int | None = None
+    key: bytes | None = None
     token_ids: tuple[int, ...] = field(default_factory=tuple)
 
 
@@ -26,7 +30,7 @@ class BlockManager:
         self.block_size = block_size
         self.blocks = [Block(i) for i in range(num_blocks)]
         self.free: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
-        self.by_key: dict[int, int] = {}
+        self.by_key: dict[bytes, int] = {}
         self.prefix_caching = enable_prefix_caching
         self.prefix_queries = 0  # prompt tokens looked up
         self.prefix_hits = 0  # of those, tokens found in the cache
@@ -39,8 +43,15 @@ class BlockManager:
     def num_free_blocks(self) -> int:
         return len(self.free)
 
-    def _key(self, prev: int | None, tokens: tuple[int, ...]) -> int:
-        return hash((prev, tokens))
+    @property
+    def prefix_hit_rate(self) -> float:
+        """Share of looked-up prompt tokens served from the cache (0 before any lookup)."""
+        return self.prefix_hits / self.prefix_queries if self.prefix_queries else 0.0
+
+    def _key(self, prev: bytes | None, tokens: tuple[int, ...]) -> bytes:
+        h = hashlib.blake2b(prev or b"", digest_size=16)
+        h.update(array("q", tokens).tobytes())
+        return h.digest()
 
     def _take(self, block_id: int) -> None:
         block = self.blocks[block_id]

@@ -46,6 +46,7 @@ class EngineArgs:
             max_num_seqs=e.max_num_seqs,
             max_num_batched_tokens=e.max_num_batched_tokens,
             block_size=e.block_size,
+            quantization=e.quantization,
             data_dir=settings.data_dir,
         )
         for k, v in overrides.items():

@@ -12,6 +12,7 @@ from r1stack.engine.quant.formats import Int4Weights, Int8Weights
 # The packed CPU kernels are fast in bf16 and 20-30x slower with fp32 activations (measured on this CPU), so
 # activations are cast to bf16 around the kernel whatever the model's dtype.
 KERNEL_DTYPE = torch.bfloat16
+PREFILL_ROWS = 32
 
 
 def _has_op(name: str) -> bool:
@@ -31,7 +32,12 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
-        if self.packed:
+        if self.packed and x2.shape[0] >= PREFILL_ROWS:
+            # Prefill-sized batches: widening the weights and one bf16 matmul measured 2x faster than the kernel
+            # (100 rows x 3072 x 576: 2.6 ms vs 5.3 ms); the memory saving holds, the copy is transient.
+            w = self.qweight.to(KERNEL_DTYPE) * self.scales[:, None]
+            y = F.linear(x2.to(KERNEL_DTYPE), w).to(x.dtype)
+        elif self.packed:
             y = torch.ops.aten._weight_int8pack_mm(x2.to(KERNEL_DTYPE), self.qweight, self.scales).to(x.dtype)
         else:
             y = F.linear(x2, (self.qweight.to(x.dtype) * self.scales[:, None].to(x.dtype)))
