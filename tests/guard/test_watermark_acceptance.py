@@ -2,21 +2,14 @@
 detected at z > 4 for >= 95% of 50 prompts, without it for <= 1%; the perplexity cost is printed."""
 
 import json
-import os
 
 import pytest
-import torch
 import watermark_eval
 
 from r1stack.config import Settings
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not torch.cuda.is_available() and os.environ.get("R1STACK_GUARD_ACCEPTANCE") != "1",
-    reason="2 x 50 x 200 generated tokens take tens of minutes on a shared CPU; runs on a GPU, "
-    "or set R1STACK_GUARD_ACCEPTANCE=1",
-)
 def test_watermark_detection_rates(data_dir, capsys):
     from r1stack import LLM
 
