@@ -90,7 +90,7 @@ def test_mismatched_tls_files(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"quantization": "int8"}, "--quantization 'int8' is not supported"),
+        ({"quantization": "int3"}, "unknown quantization 'int3'"),
         ({"reasoning_parser": "qwen3"}, "--reasoning-parser 'qwen3'"),
         ({"allow_ip": ["10.0.0.0/40"]}, "not a CIDR"),
         ({"ssl_certfile": Path("/nonexistent.pem")}, "--ssl-keyfile"),
@@ -126,10 +126,10 @@ def test_cli_says_what_is_wrong_in_one_line(tmp_path):
         "from r1stack.cli.main import main; main()",
         "serve",
         "--quantization",
-        "int8",
+        "int3",
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [
-        "error: --quantization 'int8' is not supported yet; use --quantization none"
+        "error: unknown quantization 'int3'; use one of none, int8, int4, awq, gguf"
     ]

@@ -89,6 +89,10 @@ def serve(
     if max_waiting is not None and max_waiting < 0:
         raise UserError(f"--max-waiting must be >= 0, got {max_waiting}")
 
+    from r1stack.engine.quant.loading import METHODS
+
+    if quantization is not None and quantization not in METHODS:
+        raise UserError(f"unknown quantization {quantization!r}; use one of {', '.join(METHODS)}")
     settings = get_settings()
     server_update = {
         k: v
