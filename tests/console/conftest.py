@@ -1,20 +1,39 @@
-"""One real server with the console for the module, and one headless chromium whose every request and console
-message is recorded."""
+"""One real server with the console for the whole folder (its web search goes through a real search proxy to a
+stand-in SearXNG on loopback), and one headless chromium per module whose every request and console message is
+recorded."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 from consoleproc import launch_browser, require_browser, start
 from serverproc import stop_server
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "websearch"))
+from websearch_standins import StandIn, running_proxy, searxng_route  # noqa: E402
 
-@pytest.fixture(scope="module")
-def console_server(tmp_path_factory):
+
+@pytest.fixture(scope="package")
+def searxng():
+    """A stand-in SearXNG: its hits point at pages of this loopback server, so their URLs are known."""
+    server = StandIn()
+    server.routes["/search"] = searxng_route
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def console_server(tmp_path_factory, searxng):
     tmp = tmp_path_factory.mktemp("console")
-    s = start(tmp)
-    s.tmp = tmp
-    yield s
-    stop_server(s)
+    with running_proxy(tmp, "--provider", "searxng", "--searxng-url", searxng.base) as proxy:
+        env = {"R1STACK_WEBSEARCH__PROXY_ADDRESS": proxy.address}
+        s = start(tmp, env=env)
+        s.tmp, s.env = tmp, env
+        yield s
+        stop_server(s)
 
 
 @pytest.fixture(scope="module")

@@ -29,11 +29,15 @@ LAUNCH = (
 CHROMIUM = os.environ.get("R1STACK_CHROMIUM", "/usr/bin/chromium")
 
 
-def start(tmp: Path, *args: str, port: int | None = None, timeout_s: float = 300) -> Server:
+def start(
+    tmp: Path, *args: str, port: int | None = None, timeout_s: float = 300, env: dict[str, str] | None = None
+) -> Server:
+    """`r1stack serve` with the console's two keys; `env` adds R1STACK_* settings (e.g. the search proxy)."""
     port = port or free_port()
     data_dir = tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"server-{port}-{time.monotonic_ns()}.log"
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("R1STACK_")}
     env.update(
         R1STACK_DATA_DIR=str(data_dir),
@@ -42,6 +46,7 @@ def start(tmp: Path, *args: str, port: int | None = None, timeout_s: float = 300
         PYTHONUNBUFFERED="1",
         OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
     )
+    env.update(extra)
     cmd = [sys.executable, "-c", LAUNCH, "serve", "--model", str(installed_model())]
     cmd += ["--served-model-name", MODEL_NAME, "--port", str(port), "--dtype", "float32"]
     cmd += ["--kv-cache-bytes", str(192 * 2**20), "--max-model-len", "2048", *args]

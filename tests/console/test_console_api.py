@@ -122,3 +122,33 @@ def test_no_ui_router_serves_no_page(tmp_path):
     assert client.get("/v1/conversations").json() == {"object": "list", "data": []}
     app.state.settings = Settings(data_dir=tmp_path)
     assert client.get("/").status_code == 200
+
+
+def test_dicom_preview_route(console_server, tmp_path):
+    """The de-identified PNG the clinical intake wrote is served under the key's auth; nothing else is."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
+    from dicom_factory import make_series
+
+    make_series(tmp_path, n=1)
+    dcm = next(tmp_path.glob("*.dcm"))
+    up = httpx.post(
+        console_server.api + "/apps/clinical/dicom",
+        files=[("files", (dcm.name, dcm.read_bytes()))],
+        headers=_auth("alice"),
+        timeout=120,
+    ).json()
+    batch, name = up["batch"], Path(up["data"][0]["preview"]).name
+    url = f"{console_server.api}/console/dicom/{batch}/{name}"
+    assert httpx.get(url).status_code == 401
+    png = httpx.get(url, headers=_auth("alice"))
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert (console_server.data_dir / "apps" / "dicom" / batch / name).read_bytes() == png.content
+    base = f"{console_server.api}/console/dicom"
+    assert httpx.get(f"{base}/{batch}/anon-9.png", headers=_auth("alice")).status_code == 404
+    for bad in (f"{batch}/anon-0.dcm", f"{batch}/summary.json", f"{'z' * 32}/{name}", f"{batch}/..%2F{name}"):
+        r = httpx.get(f"{base}/{bad}", headers=_auth("alice"))
+        assert r.status_code in (400, 404) and "error" in r.json(), bad

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from consoleproc import KEYS, start
-from serverproc import stop_server
 
 XSS = "<img src=x onerror=window.__pwned=1>"
 
@@ -303,7 +302,7 @@ def test_server_gone_then_restarted_with_r1_reasoning(page, console_server, shot
     page.screenshot(path=shots / "09-server-gone.png")
     port = int(console_server.url.rsplit(":", 1)[1])
     titles_before = page.locator(".conv-item").all_inner_texts()
-    new = start(console_server.tmp, "--reasoning-parser", "deepseek_r1", port=port)
+    new = start(console_server.tmp, "--reasoning-parser", "deepseek_r1", port=port, env=console_server.env)
     console_server.proc, console_server.log_path = new.proc, new.log_path
     # The page keeps retrying the save it could not make; once the server is back, the partial answer is stored.
     partial = _last_answer(page)
@@ -337,7 +336,5 @@ def test_server_gone_then_restarted_with_r1_reasoning(page, console_server, shot
     assert reply["reasoning"].strip() not in _last_answer(page)
     assert reply["reasoning"].strip() not in (reply.get("content") or "")
     page.screenshot(path=shots / "10-reasoning.png")
-    stop_server(new)
-    console_server.proc = new.proc
     # Chromium logs the failed reads of the killed server; nothing else may appear.
     _same_origin_only(page, console_server, allow_errors=("net::ERR_", "Failed to load resource"))

@@ -5,6 +5,7 @@ so the server's API-key middleware guards them like any other API call."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,3 +210,21 @@ def audit(request: Request, limit: int = 20) -> JSONResponse:
             "recent": [{k: r.get(k) for k in keep} for r in recent],
         }
     )
+
+
+# --- de-identified DICOM previews -------------------------------------------------------------------------------
+
+_BATCH = re.compile(r"[0-9a-f]{32}")
+_PREVIEW = re.compile(r"anon-\d{1,6}\.png")
+
+
+@router.get("/v1/console/dicom/{batch}/{name}")
+def dicom_preview(batch: str, name: str, request: Request) -> Response:
+    """The PNG preview that /v1/apps/clinical/dicom wrote for a de-identified file (that route returns only its
+    path on the server); the batch id is a random 128-bit name, so only the uploader's page knows it."""
+    if not _BATCH.fullmatch(batch) or not _PREVIEW.fullmatch(name):
+        raise UserError("not a DICOM preview name", param="name")
+    path = Path(request.app.state.settings.data_dir) / "apps" / "dicom" / batch / name
+    if not path.is_file():
+        raise NotFoundError(f"no preview {name} in batch {batch}")
+    return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "private, no-store"})

@@ -11,7 +11,12 @@ export function signedIn() { return Boolean(KEY); }
 export function setKey(key) { KEY = key; if (key) sessionStorage.setItem("r1stack.key", key); else sessionStorage.removeItem("r1stack.key"); }
 export function authHeaders(extra = {}) { return KEY ? { Authorization: "Bearer " + KEY, ...extra } : extra; }
 
+// Every refusal of the key (wrong, or revoked while the page was open) also goes out as one event, so the page
+// can return to the sign-in form wherever it happened.
+export const UNAUTHORIZED = "r1stack:unauthorized";
+
 export async function errorOf(resp) {
+  if (resp.status === 401) window.dispatchEvent(new Event(UNAUTHORIZED));
   let msg = resp.status + " " + resp.statusText;
   try {
     const body = await resp.json();

@@ -1,20 +1,16 @@
 // The console's entry: sign-in, tabs, and the chat view (streaming, reasoning apart, stop, regenerate,
 // conversations saved on the server after every turn).
-import { api, ApiError, setKey, signedIn, authHeaders, errorOf, streamChat } from "./api.js";
+import { api, ApiError, setKey, signedIn, authHeaders, errorOf, streamChat, UNAUTHORIZED } from "./api.js";
 import { t, translatePage } from "./i18n.js";
 import { renderMarkdown } from "./md.js";
+import { el, downloadBlob } from "./dom.js";
 import { initKnowledge, knowledgeBases } from "./kb.js";
 import { startDashboard, stopDashboard } from "./dash.js";
+import { initRisk } from "./risk.js";
+import { initClinical, showClinical } from "./clinical.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { conv: null, list: [], controller: null, busy: false, me: null };
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 function showError(msg) { $("chat-error").textContent = msg || ""; }
 
@@ -347,23 +343,24 @@ async function download(format) {
   const resp = await fetch(`/v1/conversations/${state.conv.id}/export?format=${format}`, { headers: authHeaders() });
   if (!resp.ok) throw await errorOf(resp);
   const name = (resp.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/)?.[1] || "conversation";
-  const url = URL.createObjectURL(await resp.blob());
-  const a = el("a");
-  a.href = url;
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  downloadBlob(await resp.blob(), name);
 }
 
 // --- wiring -------------------------------------------------------------------------------------------------------
 
 function showView(name) {
-  for (const v of ["chat", "kb", "dash"]) $("view-" + v).hidden = v !== name;
+  for (const v of ["chat", "kb", "apps", "dash"]) $("view-" + v).hidden = v !== name;
   for (const b of document.querySelectorAll("nav [data-view]")) b.setAttribute("aria-selected", String(b.dataset.view === name));
   if (name === "dash") startDashboard(state.me); else stopDashboard();
   if (name === "chat" && !$("app").hidden) refreshKbChoices();
+  if (name === "apps" && !$("app").hidden) showApp(document.querySelector("nav [data-app][aria-selected=true]")?.dataset.app || "risk");
+}
+
+function showApp(name) {
+  $("risk-page").hidden = name !== "risk";
+  $("clinical-page").hidden = name !== "clinical";
+  for (const b of document.querySelectorAll("nav [data-app]")) b.setAttribute("aria-selected", String(b.dataset.app === name));
+  if (name === "clinical") showClinical();
 }
 
 function wire() {
@@ -376,6 +373,13 @@ function wire() {
     } catch (e) {
       showSignIn(e instanceof ApiError && e.status === 401 ? t("bad_key") : e instanceof ApiError ? e.message : t("no_server"));
     }
+  });
+  // A key refused after sign-in (revoked, or the server restarted without it): back to the form, with why.
+  window.addEventListener(UNAUTHORIZED, () => {
+    if (!signedIn() || $("app").hidden) return;
+    setKey("");
+    stopDashboard();
+    showSignIn(t("bad_key"));
   });
   $("signout").addEventListener("click", () => { setKey(""); sessionStorage.removeItem("r1stack.conv"); stopDashboard(); showSignIn(); });
   $("composer").addEventListener("submit", (ev) => { ev.preventDefault(); send(); });
@@ -402,7 +406,10 @@ function wire() {
   $("export-json").addEventListener("click", () => download("json").catch((e) => showError(e.message)));
   $("source-close").addEventListener("click", () => { $("source-panel").hidden = true; });
   for (const b of document.querySelectorAll("nav [data-view]")) b.addEventListener("click", () => showView(b.dataset.view));
+  for (const b of document.querySelectorAll("nav [data-app]")) b.addEventListener("click", () => showApp(b.dataset.app));
   initKnowledge(() => state.me);
+  initRisk();
+  initClinical();
 }
 
 async function main() {

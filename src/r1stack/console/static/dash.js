@@ -1,6 +1,8 @@
 // The operator dashboard: the server's own /metrics and /health, polled and drawn as small line charts, and the
 // audit log's recent records and chain check for admin keys.
 import { api } from "./api.js";
+import { barChart } from "./chart.js";
+import { el } from "./dom.js";
 import { t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -9,17 +11,52 @@ let timer = null;
 let last = null;
 const series = { running: [], waiting: [], kv: [], tps: [], prefix: [] };
 
-// Prometheus text format -> {name: summed value} over all label sets (one model per server).
-export function parseMetrics(text) {
-  const out = {};
+// Prometheus text format -> [{name, labels, value}], one per sample line.
+export function parseSamples(text) {
+  const out = [];
   for (const line of text.split("\n")) {
     if (!line || line.startsWith("#")) continue;
-    const m = line.match(/^([^{\s]+)(\{[^}]*\})?\s+(\S+)/);
+    const m = line.match(/^([^{\s]+)(?:\{(.*)\})?\s+(\S+)/);
     if (!m) continue;
-    const v = Number(m[3]);
-    if (Number.isFinite(v)) out[m[1]] = (out[m[1]] || 0) + v;
+    const value = Number(m[3]);
+    if (!Number.isFinite(value)) continue;
+    const labels = {};
+    for (const l of (m[2] || "").matchAll(/(\w+)="((?:\\.|[^"\\])*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, "$1");
+    out.push({ name: m[1], labels, value });
   }
   return out;
+}
+
+// {name: summed value} over all label sets (one model per server).
+export function sumByName(samples) {
+  const out = {};
+  for (const s of samples) out[s.name] = (out[s.name] || 0) + s.value;
+  return out;
+}
+
+// Tokens routed to each expert, summed over layers, from any MoE counter with an `expert` label (e.g.
+// r1stack:moe_expert_tokens_total{layer="3",expert="17"}); [] when the served model reports none.
+export function expertLoad(samples) {
+  const load = new Map();
+  for (const s of samples) {
+    if (!/expert/i.test(s.name) || s.labels.expert === undefined || /_(created|bucket)$/.test(s.name)) continue;
+    load.set(s.labels.expert, (load.get(s.labels.expert) || 0) + s.value);
+  }
+  return [...load.entries()].sort((a, b) => Number(a[0]) - Number(b[0]) || a[0].localeCompare(b[0]))
+    .map(([expert, value]) => ({ expert, value }));
+}
+
+export function renderExperts(samples) {
+  const load = expertLoad(samples);
+  $("d-experts-card").hidden = !load.length;
+  if (!load.length) return;
+  const total = load.reduce((a, x) => a + x.value, 0);
+  const mean = total / load.length;
+  const max = Math.max(...load.map((x) => x.value));
+  $("d-experts-summary").textContent = t("dash_experts_summary", { n: load.length, imb: mean ? (max / mean).toFixed(2) : "–" });
+  const shown = load.length > 64 ? [...load].sort((a, b) => b.value - a.value).slice(0, 64) : load;
+  $("d-experts").replaceChildren(barChart(shown.map((x) => ({ label: t("dash_expert", { e: x.expert }), value: x.value, color: "#7c3aed" })),
+    { row: 16, labelWidth: 90, width: 520, title: t("dash_experts") }));
 }
 
 function push(name, v) {
@@ -58,7 +95,8 @@ async function tick() {
   try {
     const health = await fetch("/health");
     $("d-health").textContent = health.ok ? "ok" : (await health.json()).error?.message || String(health.status);
-    const m = parseMetrics(await (await fetch("/metrics")).text());
+    const samples = parseSamples(await (await fetch("/metrics")).text());
+    const m = sumByName(samples);
     const running = m["r1stack:num_requests_running"] ?? 0;
     const waiting = m["r1stack:num_requests_waiting"] ?? 0;
     const kv = m["r1stack:kv_cache_usage_perc"] ?? 0;
@@ -77,7 +115,7 @@ async function tick() {
     draw("c-kv", [{ data: series.kv, color: "#7c3aed" }], 100);
     draw("c-tps", [{ data: series.tps, color: "#059669" }]);
     draw("c-prefix", [{ data: series.prefix, color: "#0891b2" }], 100);
-    $("d-experts").hidden = Object.keys(m).some((k) => k.includes("expert"));
+    renderExperts(samples);
   } catch (e) {
     $("d-health").textContent = e.message;
   }
@@ -90,18 +128,17 @@ async function audit(me) {
     const a = await api("/v1/console/audit?limit=15");
     chain.textContent = a.verified === false ? t("dash_chain_bad", { p: a.problem }) : t("dash_chain_ok", { n: a.records });
     chain.className = a.verified === false ? "error" : "ok";
-    const ul = $("d-redactions");
-    ul.replaceChildren();
-    for (const [k, n] of Object.entries(a.redactions)) { const li = document.createElement("li"); li.textContent = `${k}: ${n}`; ul.append(li); }
+    const red = Object.entries(a.redactions).sort((x, y) => y[1] - x[1]);
+    $("d-redactions").replaceChildren(red.length
+      ? barChart(red.map(([k, n]) => ({ label: k, value: n, color: "#f79009" })), { title: t("dash_redactions") })
+      : el("p", "muted small", t("dash_no_redactions")));
     const tb = $("d-audit");
     tb.replaceChildren();
     for (const r of a.recent) {
-      const tr = document.createElement("tr");
-      for (const v of [r.time, r.key_id ?? "operator", r.status, (r.kb_sources || []).join(", ")]) {
-        const td = document.createElement("td");
-        td.textContent = v ?? "";
-        tr.append(td);
-      }
+      const tr = el("tr");
+      const redacted = Object.entries(r.redactions || {}).map(([k, n]) => `${k} ×${n}`).join(", ");
+      const sources = [...(r.kb_sources || []), ...(r.web_queries || []).map((q) => "web: " + q)].join(", ");
+      for (const v of [r.time, r.key_id ?? "operator", r.request_id, r.status, redacted, sources]) tr.append(el("td", null, v ?? ""));
       tb.append(tr);
     }
   } catch (e) { chain.textContent = e.message; }

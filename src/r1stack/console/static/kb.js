@@ -2,16 +2,10 @@
 // ingestion result.
 import { api, authHeaders } from "./api.js";
 import { t } from "./i18n.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 let current = null;
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 export async function knowledgeBases() {
   return (await api("/v1/kb")).data.map((k) => k.name);

@@ -1,19 +1,14 @@
 // A small Markdown renderer that builds DOM nodes and never parses HTML: every piece of untrusted text reaches
 // the page through textContent, so `<script>` or `<img onerror=...>` in model output shows as the characters it is.
 
+import { el } from "./dom.js";
+
 const SAFE_LINK = /^(https?:|mailto:)/i;
 const KEYWORDS = new Set(
   ("def class return if elif else for while in not and or import from as with try except finally raise " +
    "lambda yield async await pass break continue None True False function const let var new this typeof " +
    "null undefined true false switch case default throw catch public private static void int float double " +
    "char struct enum fn pub use mut impl match select where insert update delete create table").split(" "));
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 // Syntax colouring by a plain tokenizer: comments, strings, numbers and common keywords.
 export function highlight(code) {
