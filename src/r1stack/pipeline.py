@@ -54,6 +54,19 @@ class PreparedPrompt:
     messages: list[dict[str, Any]] | None = None
 
 
+@dataclass
+class Grounding:
+    """A conversation after context gathering: its grounded messages and what was found on the way."""
+
+    messages: list[dict[str, Any]]
+    sources: list[Source] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    web_queries: list[str] = field(default_factory=list)
+
+
+NO_PROXY = "web search unavailable: no search proxy is configured (websearch.proxy_address)"
+
+
 class TextFilter(Protocol):
     """A streaming output filter: feed() returns what is safe to show now, flush() the rest at the end."""
 
@@ -198,8 +211,37 @@ class Pipeline:
         add_generation_prompt: bool = True,
         chat_template_kwargs: dict[str, Any] | None = None,
     ) -> PreparedPrompt:
+        grounded = await self.ground_chat(
+            messages,
+            key_id=key_id,
+            knowledge_bases=knowledge_bases,
+            web_search=web_search,
+            top_k_sources=top_k_sources,
+        )
+        prepared = self.render_prompt(
+            grounded.messages,
+            add_generation_prompt=add_generation_prompt,
+            chat_template_kwargs=chat_template_kwargs,
+        )
+        prepared.sources, prepared.notices, prepared.web_queries = (
+            grounded.sources,
+            grounded.notices,
+            grounded.web_queries,
+        )
+        return prepared
+
+    async def ground_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        key_id: str | None = None,
+        knowledge_bases: list[str] | None = None,
+        web_search: bool = False,
+        top_k_sources: int | None = None,
+    ) -> Grounding:
+        """The conversation with knowledge-base and web sources written into its last user message."""
         messages = [dict(m) for m in messages]
-        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "") or ""
         sources: list[Source] = []
         notices: list[str] = []
         web_queries: list[str] = []
@@ -214,9 +256,7 @@ class Pipeline:
                 sources.extend(_kb_source(h) for h in hits)
         if web_search:
             if self.websearch is None:
-                notices.append(
-                    "web search unavailable: no search proxy is configured (websearch.proxy_address)"
-                )
+                notices.append(NO_PROXY)
             elif not question.strip():
                 notices.append("web search skipped: the last user message is empty")
             else:
@@ -236,10 +276,20 @@ class Pipeline:
                         sources=format_sources(sources), question=question
                     )
                     break
+        return Grounding(messages, sources, notices, web_queries)
+
+    def render_prompt(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> PreparedPrompt:
+        """The conversation through the model's chat template, and its token ids."""
         if self.tokenizer is None:
             # An upstream backend renders the template and counts tokens itself; the audit log keeps a transcript.
-            transcript = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-            return PreparedPrompt(transcript, [], sources, notices, web_queries, messages=messages)
+            transcript = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
+            return PreparedPrompt(transcript, [], messages=messages)
         try:
             prompt = self.engine.render_chat(
                 messages, add_generation_prompt=add_generation_prompt, **(chat_template_kwargs or {})
@@ -252,7 +302,28 @@ class Pipeline:
             ) from e
         # The template already holds BOS and friends; adding them again would double them.
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        return PreparedPrompt(prompt, list(ids), sources, notices, web_queries)
+        return PreparedPrompt(prompt, list(ids))
+
+    async def web_search_tool(self, arguments: str, fallback_query: str, start_index: int):
+        """Runs one `web_search` tool call through the proxy: (tool message text, sources, query, outcome).
+        Never raises and never waits past websearch.timeout_s: failures come back as "web search unavailable"."""
+        from r1stack.websearch.client import SearchOutcome
+        from r1stack.websearch.context import run_web_search_tool, tool_query
+
+        query = tool_query(arguments, fallback_query)
+        if self.websearch is None:
+            return NO_PROXY, [], query, SearchOutcome(error=NO_PROXY)
+        text, outcome = await asyncio.to_thread(
+            run_web_search_tool,
+            self.websearch,
+            arguments,
+            start_index,
+            fallback_query=fallback_query,
+        )
+        found = [_web_source(r) for r in outcome.results] if outcome.ok else []
+        for i, s in enumerate(found, start=start_index):
+            s.id = i
+        return text, found, query, outcome
 
     def prepare_text(self, prompt: str | list[int]) -> PreparedPrompt:
         if isinstance(prompt, str):

@@ -88,10 +88,46 @@ class TextPart(OpenAIModel):
     text: str
 
 
+class FunctionDefinition(OpenAIModel):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    # A JSON schema (type object) of the arguments; absent means the function takes none.
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDefinition(OpenAIModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(OpenAIModel):
+    name: str
+
+
+class NamedToolChoice(OpenAIModel):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class FunctionCall(OpenAIModel):
+    name: str
+    arguments: str = "{}"  # a JSON object as a string, as OpenAI sends it
+
+
+class ToolCall(OpenAIModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(OpenAIModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    # An assistant turn that called tools, and (role "tool") the answer to one of those calls.
+    tool_calls: list[ToolCall] | None = Field(None, max_length=128)
+    tool_call_id: str | None = None
     # Earlier turns of an R1 conversation may echo their reasoning back; DeepSeek says to drop it.
     reasoning_content: str | None = None
 
@@ -129,6 +165,10 @@ class ChatCompletionRequest(SamplingFields):
         le=20,
         description="r1stack: how many chunks/results to use (default: kb.top_k, websearch.top_k).",
     )
+    # OpenAI function calling. A function named `web_search` is run by the stack itself (through the search proxy).
+    tools: list[ToolDefinition] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class ChatLogprobTop(BaseModel):
@@ -197,6 +237,9 @@ class DeltaMessage(BaseModel):
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
+    # Streamed tool calls: the first piece of a call has index, id, type and function.name; later pieces add to
+    # function.arguments, as OpenAI streams them.
+    tool_calls: list[dict] | None = None
 
 
 class ChatStreamChoice(BaseModel):

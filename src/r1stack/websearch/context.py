@@ -54,16 +54,42 @@ def sources(results: Sequence[WebResult], start_index: int = 1) -> list[dict[str
     ]
 
 
+def _arguments(arguments: str | dict[str, Any]) -> dict[str, Any]:
+    args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
+    if not isinstance(args, dict):
+        raise ValueError("arguments are not a JSON object")
+    return args
+
+
+def tool_query(arguments: str | dict[str, Any], fallback_query: str = "") -> str:
+    """The query a `web_search` call will run: its own, or `fallback_query` when it gave none."""
+    try:
+        query = _arguments(arguments).get("query")
+    except (ValueError, TypeError):
+        return ""
+    if isinstance(query, str) and query.strip():
+        return query.strip()
+    return fallback_query.strip() if query in (None, "") else ""
+
+
 def run_web_search_tool(
-    client: WebSearchClient, arguments: str | dict[str, Any], start_index: int = 1
+    client: WebSearchClient,
+    arguments: str | dict[str, Any],
+    start_index: int = 1,
+    *,
+    fallback_query: str = "",
+    timeout_s: float | None = None,
 ) -> tuple[str, SearchOutcome]:
     """Carries out one `web_search` tool call: (the tool message's content, the outcome). Never raises: bad
-    arguments from the model and search failures both come back as text the model can read."""
+    arguments from the model and search failures both come back as text the model can read.
+
+    `fallback_query` (the user's question) stands in for a missing or empty query: a small model often calls
+    the tool without one, and searching for what the user asked is what it meant."""
     try:
-        args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
-        if not isinstance(args, dict):
-            raise ValueError("arguments are not a JSON object")
+        args = _arguments(arguments)
         query = args.get("query")
+        if query in (None, "") and fallback_query.strip():
+            query = fallback_query.strip()
         if not isinstance(query, str) or not query.strip():
             raise ValueError("'query' must be a non-empty string")
         top_k = args.get("top_k")
@@ -73,7 +99,7 @@ def run_web_search_tool(
     except (ValueError, TypeError) as e:
         outcome = SearchOutcome(error=f"web search unavailable: bad web_search arguments ({e})")
         return outcome.error or "", outcome
-    outcome = client.search(query, top_k=top_k, language=language, time_range=time_range)
+    outcome = client.search(query, top_k=top_k, language=language, time_range=time_range, timeout_s=timeout_s)
     if not outcome.ok:
         return outcome.error or "", outcome
     if not outcome.results:

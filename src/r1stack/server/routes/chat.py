@@ -39,20 +39,20 @@ from r1stack.server.state import (
     upstream_reasoning,
     upstream_usage,
 )
+from r1stack.server.tool_turn import CallArgs, CallStart, Done, Found, Text, ToolTurn
+from r1stack.server.tools import ToolPlan, conversation, hf_messages, plan_tools, template_takes_tools
 from r1stack.server.usage import RequestClock
 
 log = logging.getLogger("r1stack.server")
 router = APIRouter()
 
 
-def _messages(req: ChatCompletionRequest) -> list[dict]:
+def _messages(req: ChatCompletionRequest, tokenizer) -> list[dict]:
     # Earlier R1 reasoning is not sent back to the model (DeepSeek's guidance); only the answers are.
-    out = []
-    for m in req.messages:
-        d = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-        if m.name:
-            d["name"] = m.name
-        out.append(d)
+    out = hf_messages(req.messages)
+    if any(m.get("tool_calls") or m["role"] == "tool" for m in out) and tokenizer is not None:
+        # A conversation that used tools, continued without offering them: earlier calls still render.
+        out, _ = conversation(out, ToolPlan([], "none"), False, template_takes_tools(tokenizer))
     return out
 
 
@@ -82,8 +82,11 @@ async def chat_completions(req: ChatCompletionRequest, request: Request) -> Resp
     st.check_backend(logprobs=req.logprobs)
     caller = key_id(request)
     clock = RequestClock()
+    plan = plan_tools(req)
+    if plan is not None:
+        return await _with_tools(st, req, plan, request, model, caller, clock)
     prepared = await st.pipeline.prepare_chat(
-        _messages(req),
+        _messages(req, st.pipeline.tokenizer),
         key_id=caller,
         knowledge_bases=req.knowledge_bases,
         web_search=req.web_search,
@@ -305,3 +308,146 @@ def _finish(
             completion_tokens=usage.completion_tokens,
         )
     )
+
+
+# --- requests that offer tools ------------------------------------------------------------------------------------
+
+
+async def _with_tools(
+    st: ServerState, req, plan: ToolPlan, request: Request, model, caller, clock
+) -> Response:
+    request_id = new_id("chatcmpl")
+    turn = ToolTurn(st, req, plan, hf_messages(req.messages), caller, request_id, clock)
+    turn.check()
+    slot = st.admission.admit(1)
+    if req.stream:
+        return SlotStreamingResponse(
+            _tool_stream(st, req, turn, model, clock, slot),
+            slot,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
+        result = await until_disconnect(request, _tool_whole(st, turn, model, clock))
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        slot.release()
+    return JSONResponse(result.model_dump(exclude_none=False))
+
+
+def _tool_usage(turn: ToolTurn) -> Usage:
+    return Usage(
+        prompt_tokens=turn.prompt_tokens,
+        completion_tokens=turn.completion_tokens,
+        total_tokens=turn.prompt_tokens + turn.completion_tokens,
+    )
+
+
+def _sources_of(turn: ToolTurn) -> list[Source] | None:
+    return _sources(PreparedPrompt("", [], turn.sources)) if turn.sources else None
+
+
+def _finish_turn(st: ServerState, turn: ToolTurn, model, clock, usage: Usage, finish_reason) -> None:
+    _finish(
+        st,
+        clock,
+        turn.request_id,
+        turn.caller,
+        model,
+        turn.record(),
+        usage,
+        finish_reason,
+        ["".join(turn.output)],
+        turn.filters,
+    )
+
+
+async def _tool_whole(st: ServerState, turn: ToolTurn, model, clock) -> ChatCompletionResponse:
+    reasoning, content, finish = "", "", None
+    calls: dict[int, dict] = {}
+    async with aclosing(turn.events()) as events:
+        async for ev in events:
+            if isinstance(ev, Text):
+                reasoning += ev.reasoning
+                content += ev.content
+            elif isinstance(ev, CallStart):
+                calls[ev.index] = {
+                    "id": ev.id,
+                    "type": "function",
+                    "function": {"name": ev.name, "arguments": ""},
+                }
+            elif isinstance(ev, CallArgs):
+                calls[ev.index]["function"]["arguments"] += ev.text
+            elif isinstance(ev, Done):
+                finish = ev.finish_reason
+    usage = _tool_usage(turn)
+    _finish_turn(st, turn, model, clock, usage, finish)
+    message = AssistantMessage(
+        content=content if (content or not (reasoning or calls)) else None,
+        reasoning_content=reasoning or None,
+        tool_calls=[calls[i] for i in sorted(calls)],
+    )
+    return ChatCompletionResponse(
+        id=turn.request_id,
+        model=model,
+        choices=[ChatChoice(index=0, message=message, finish_reason=finish)],
+        usage=usage,
+        sources=_sources_of(turn),
+        notices=turn.notices or None,
+    )
+
+
+async def _tool_stream(st: ServerState, req, turn: ToolTurn, model, clock, slot):
+    created = int(time.time())
+    finish = None
+
+    def chunk(choices, **extra) -> str:
+        return event(
+            ChatCompletionChunk(id=turn.request_id, created=created, model=model, choices=choices, **extra)
+        )
+
+    def delta(d: DeltaMessage, finish_reason=None) -> str:
+        return chunk([ChatStreamChoice(index=0, delta=d, finish_reason=finish_reason)])
+
+    try:
+        yield delta(DeltaMessage(role="assistant", content=""))
+        async with aclosing(turn.events()) as events:
+            async for ev in events:
+                if isinstance(ev, Found):
+                    # Sources come as soon as they are known: before the answer that cites them.
+                    yield chunk(
+                        [ChatStreamChoice(index=0, delta=DeltaMessage())],
+                        sources=_sources_of(turn),
+                        notices=ev.notices or None,
+                    )
+                elif isinstance(ev, Text):
+                    yield delta(
+                        DeltaMessage(content=ev.content or None, reasoning_content=ev.reasoning or None)
+                    )
+                elif isinstance(ev, CallStart):
+                    call = {"index": ev.index, "id": ev.id, "type": "function"}
+                    yield delta(
+                        DeltaMessage(tool_calls=[{**call, "function": {"name": ev.name, "arguments": ""}}])
+                    )
+                elif isinstance(ev, CallArgs):
+                    yield delta(
+                        DeltaMessage(tool_calls=[{"index": ev.index, "function": {"arguments": ev.text}}])
+                    )
+                elif isinstance(ev, Done):
+                    finish = ev.finish_reason
+                    yield delta(DeltaMessage(), finish_reason=finish)
+        usage = _tool_usage(turn)
+        if req.stream_options and req.stream_options.include_usage:
+            yield chunk([], usage=usage)
+        _finish_turn(st, turn, model, clock, usage, finish)
+    except UserError as e:
+        yield error_event(e.message, e.error_type, e.status_code, e.param)
+    except EngineDeadError as e:
+        yield error_event(f"{e}; the server must be restarted", "service_unavailable_error", 503)
+    except Exception as e:  # the stream has started: report in-band, never as a broken connection
+        log.exception("stream %s failed", turn.request_id)
+        yield error_event(f"internal error: {type(e).__name__}: {e}", "server_error", 500)
+    finally:
+        slot.release()
+    yield DONE
