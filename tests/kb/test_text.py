@@ -54,3 +54,29 @@ def test_bm25_tokens_segment_chinese_into_words():
     tokens = bm25_tokens("流动性风险管理体系")
     assert "流动性" in tokens and "风险" in tokens and "管理" in tokens
     assert bm25_tokens("The Garbage Collector frees memory") == ["garbage", "collector", "frees", "memory"]
+
+
+def test_chunks_fit_the_embedders_window():
+    import json
+    import pydoc
+
+    from r1stack.kb.chunker import Window
+    from r1stack.kb.embedder import load_embedder
+
+    emb = load_embedder(None)
+    model = emb.model
+    assert emb.window() == model.max_seq_length - 2  # [CLS] and [SEP]
+    # pydoc text is dense with identifiers that cost several sub-words each: 256 words overflow 256 tokens.
+    text = pydoc.render_doc(json, renderer=pydoc.plaintext)
+    sections = [Section(text, "json module")]
+
+    def model_tokens(c) -> int:
+        return len(model.tokenizer(f"{c.heading}\n{c.text}", verbose=False)["input_ids"])
+
+    unbounded = chunk_sections(sections, 256, 32)
+    assert max(model_tokens(c) for c in unbounded) > model.max_seq_length
+    fitted = chunk_sections(sections, 256, 32, Window(emb.window(), emb.count_tokens))
+    assert all(model_tokens(c) <= model.max_seq_length for c in fitted)
+    assert all(count_tokens(c.text) <= 256 for c in fitted)
+    joined = " ".join(c.text for c in fitted)
+    assert all(s in joined for s in split_sentences(text))  # nothing is lost

@@ -51,6 +51,24 @@ class Embedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def window(self) -> int | None:
+        """How many tokens of one text the model reads (its sequence limit less special tokens); None: no limit.
+
+        Text past it is cut off silently by sentence-transformers, so chunks must fit inside it.
+        """
+        limit = getattr(self.model, "max_seq_length", None)
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if not limit or tokenizer is None:
+            return None
+        return int(limit) - len(tokenizer("")["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        """The model's own token count for `text` (special tokens excluded)."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            return len(text.split())
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
 
 _cache: dict[str, Embedder] = {}
 _lock = threading.Lock()

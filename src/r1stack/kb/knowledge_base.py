@@ -13,7 +13,7 @@ import numpy as np
 
 from r1stack.config import Settings
 from r1stack.errors import NotFoundError, UserError
-from r1stack.kb.chunker import chunk_sections
+from r1stack.kb.chunker import Window, chunk_sections
 from r1stack.kb.embedder import BUNDLED, Embedder, embedder_id, load_embedder
 from r1stack.kb.models import Chunk, DocumentInfo, FileOutcome, Section
 from r1stack.kb.record import Record
@@ -36,6 +36,11 @@ def set_embed_threads(n: int) -> None:
 
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
+
+
+def embedder_window(embedder: Embedder) -> Window | None:
+    tokens = embedder.window()
+    return Window(tokens, embedder.count_tokens) if tokens else None
 
 
 def doc_key_for(doc_id: str) -> str:
@@ -183,7 +188,9 @@ class KnowledgeBase:
             old = self.record.document(doc_id)
             if old is not None and old.sha256 == sha and old.groups == groups:
                 return FileOutcome(source, "unchanged", doc_id, old.n_chunks, "already ingested, unchanged")
-        drafts = chunk_sections(sections, self.settings.kb.chunk_tokens, self.settings.kb.chunk_overlap)
+        drafts = chunk_sections(
+            sections, self.settings.kb.chunk_tokens, self.settings.kb.chunk_overlap, embedder_window(embedder)
+        )
         if not drafts:
             raise UserError(f"{source}: no text to index")
         key = doc_key_for(doc_id)

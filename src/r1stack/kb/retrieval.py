@@ -54,6 +54,21 @@ def dense_search(
         ) from e
 
 
+def candidate_rankings(
+    kb: KnowledgeBase, query: str, top_k: int, doc_keys: list[str] | None, mode: str = "hybrid"
+) -> list[list[str]]:
+    """The chunk-id rankings that `search` fuses: dense and/or BM25, each `max(5*top_k, 30)` deep."""
+    pool = max(top_k * 5, 30)
+    rankings: list[list[str]] = []
+    if mode == "hybrid" and not reads_query_language(kb, query):
+        mode = "bm25"  # fusing a ranking from a model that cannot read the query only adds noise
+    if mode in ("hybrid", "dense"):
+        rankings.append([cid for cid, _ in dense_search(kb, query, pool, doc_keys)])
+    if mode in ("hybrid", "bm25"):
+        rankings.append([cid for cid, _ in bm25_search(kb, query, pool, doc_keys)])
+    return rankings
+
+
 def search(
     kb: KnowledgeBase, query: str, top_k: int, access: Access, mode: str = "hybrid", rerank: bool = True
 ) -> list[Hit]:
@@ -66,15 +81,7 @@ def search(
     doc_keys = visible_doc_keys(kb, access)
     if doc_keys is not None and not doc_keys:
         return []
-    pool = max(top_k * 5, 30)
-    rankings: list[list[str]] = []
-    if mode == "hybrid" and not reads_query_language(kb, query):
-        mode = "bm25"  # fusing a ranking from a model that cannot read the query only adds noise
-    if mode in ("hybrid", "dense"):
-        rankings.append([cid for cid, _ in dense_search(kb, query, pool, doc_keys)])
-    if mode in ("hybrid", "bm25"):
-        rankings.append([cid for cid, _ in bm25_search(kb, query, pool, doc_keys)])
-    fused = rrf(rankings, kb.settings.kb.rrf_k)
+    fused = rrf(candidate_rankings(kb, query, top_k, doc_keys, mode), kb.settings.kb.rrf_k)
 
     # The record decides what exists and who may see it: a stale or foreign index entry never surfaces.
     chunks = kb.record.chunks([cid for cid, _ in fused])
