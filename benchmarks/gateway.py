@@ -1,9 +1,17 @@
-"""The gateway's overhead: N concurrent streaming chat clients (N = 1, 64, 256) talk to a stand-in upstream that
-streams tokens at a fixed rate, once directly and once through `r1stack serve --upstream` (a real process, with
-its default guard: PII filter on the stream and the audit log). Reports TTFT and time per output token p50/p99
-both ways, the added TTFT and TPOT (gateway minus direct), and errors. Writes benchmarks/results/gateway.json.
+"""The gateway's overhead: streaming chat clients talk to a stand-in upstream that streams tokens at a fixed rate,
+once directly and once through `r1stack serve --upstream` (a real process, bare and with its default guard: PII
+filter on the stream and the audit log). Reports TTFT and time per output token p50/p99 both ways, the added
+TTFT and TPOT (gateway minus direct), and errors, in two modes:
 
-    .venv/bin/python benchmarks/gateway.py [--clients 1,64,256] [--tokens 32] [--interval-ms 20]
+- burst: N requests (N = 1, 64, 256) start at the same instant. Their TTFT includes queueing behind each other
+  for the gateway's CPU (N requests' set-up work on one event loop), so it grows with N by design.
+- steady: N streams in flight continuously (each client starts its next request when one ends; the first
+  starts are staggered over one stream's length); TTFT is measured only on requests that start while N others
+  are streaming, i.e. what one new request pays on a gateway already carrying N streams.
+
+Writes benchmarks/results/gateway.json.
+
+    .venv/bin/python benchmarks/gateway.py [--clients 1,64,256] [--steady 64] [--steady-s 10] [--tokens 32]
 """
 
 from __future__ import annotations
@@ -121,6 +129,42 @@ async def run(url: str, model: str, clients: int) -> dict:
     }
 
 
+async def run_steady(url: str, model: str, streams: int, seconds: float, stream_s: float) -> dict:
+    """`streams` clients each streaming back to back for `seconds`; stats of requests started in steady state."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    t_start = time.perf_counter()
+    warm = t_start + stream_s * 2  # every client has started, and finished one stream, by then
+    end = t_start + seconds
+    stats: list[tuple[float, float, int]] = []
+    errors: list[str] = []
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        await asyncio.sleep(i * stream_s / streams)  # staggered: starts spread evenly over one stream
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            try:
+                r = await one(http, url, model)
+            except Exception as e:  # noqa: BLE001 - counted and reported, never hidden
+                errors.append(repr(e))
+                continue
+            if started >= warm:
+                stats.append(r)
+
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        await asyncio.gather(*(client(i, http) for i in range(streams)))
+    ttft = sorted(r[0] for r in stats)
+    tpot = sorted(r[1] for r in stats)
+    return {
+        "measured_requests": len(stats),
+        "ttft_p50_ms": 1000 * pct(ttft, 50),
+        "ttft_p99_ms": 1000 * pct(ttft, 99),
+        "tpot_p50_ms": 1000 * pct(tpot, 50),
+        "tpot_p99_ms": 1000 * pct(tpot, 99),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
 def pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -132,6 +176,8 @@ def main() -> None:
     ap.add_argument("--clients", default="1,64,256")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--interval-ms", type=float, default=20.0)
+    ap.add_argument("--steady", default="64", help="streams held in flight in steady mode ('' to skip)")
+    ap.add_argument("--steady-s", type=float, default=10.0, help="seconds each steady run lasts")
     ap.add_argument("--standin", type=int, help=argparse.SUPPRESS)  # internal: run the stand-in on this port
     args = ap.parse_args()
     if args.standin:
@@ -154,7 +200,10 @@ def main() -> None:
         procs.append(subprocess.Popen(cmd, stdout=open(log_up, "wb"), stderr=subprocess.STDOUT, env=env))
         up = f"http://127.0.0.1:{up_port}/v1"
         wait_up(up + "/models", procs[-1], log_up)
-        levels = [int(x) for x in args.clients.split(",")]
+        levels = [int(x) for x in args.clients.split(",") if x]
+        steady = [int(x) for x in args.steady.split(",") if x]
+        stream_s = args.tokens * args.interval_ms / 1000
+        keys = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms")
         # bare: the gateway alone; guarded: its defaults (the streaming PII filter holds back text that may be
         # the start of an identifier, and every answer is appended to the audit log).
         variants = {
@@ -163,7 +212,9 @@ def main() -> None:
         }
         rows, out = [], []
         with Progress() as progress:
-            task = progress.add_task("gateway overhead", total=2 * len(levels) * len(variants))
+            task = progress.add_task(
+                "gateway overhead", total=2 * (len(levels) + len(steady)) * len(variants)
+            )
             for variant, extra in variants.items():
                 gw_port = free_port()
                 log_gw = tmp / f"gateway-{variant}.log"
@@ -183,10 +234,10 @@ def main() -> None:
                     progress.advance(task)
                     via = asyncio.run(run(gw + "/v1/chat/completions", "bench", n))
                     progress.advance(task)
-                    keys = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms")
                     added = {k: via[k] - direct[k] for k in keys}
                     out.append(
                         {
+                            "mode": "burst",
                             "gateway": variant,
                             "clients": n,
                             "direct": direct,
@@ -194,7 +245,22 @@ def main() -> None:
                             "added": added,
                         }
                     )
-                    rows.append([variant, n, direct["ttft_p50_ms"], via["ttft_p50_ms"], added["ttft_p50_ms"],
+                    rows.append(["burst", variant, n, direct["ttft_p50_ms"], via["ttft_p50_ms"], added["ttft_p50_ms"],
+                                 added["ttft_p99_ms"], direct["tpot_p50_ms"], via["tpot_p50_ms"],
+                                 added["tpot_p50_ms"], added["tpot_p99_ms"], direct["errors"] + via["errors"]])  # fmt: skip
+                for n in steady:
+                    direct = asyncio.run(
+                        run_steady(up + "/chat/completions", "standin", n, args.steady_s, stream_s)
+                    )
+                    progress.advance(task)
+                    via = asyncio.run(
+                        run_steady(gw + "/v1/chat/completions", "bench", n, args.steady_s, stream_s)
+                    )
+                    progress.advance(task)
+                    added = {k: via[k] - direct[k] for k in keys}
+                    out.append({"mode": "steady", "gateway": variant, "clients": n, "direct": direct,
+                                "via_gateway": via, "added": added})  # fmt: skip
+                    rows.append(["steady", variant, n, direct["ttft_p50_ms"], via["ttft_p50_ms"], added["ttft_p50_ms"],
                                  added["ttft_p99_ms"], direct["tpot_p50_ms"], via["tpot_p50_ms"],
                                  added["tpot_p50_ms"], added["tpot_p99_ms"], direct["errors"] + via["errors"]])  # fmt: skip
                 gw_proc.terminate()
@@ -202,6 +268,7 @@ def main() -> None:
         print_table(
             f"Gateway overhead ({args.tokens} tokens per stream, one every {args.interval_ms:g} ms), ms",
             [
+                "mode",
                 "gateway",
                 "streams",
                 "TTFT direct p50",
@@ -222,6 +289,8 @@ def main() -> None:
                 "tokens_per_stream": args.tokens,
                 "interval_ms": args.interval_ms,
                 "load_avg_1m_at_start": load,
+                "load_avg_1m_at_end": os.getloadavg()[0],
+                "steady_seconds": args.steady_s,
                 "results": out,
             },  # fmt: skip
         )

@@ -168,7 +168,12 @@ class Pipeline:
             off.append("PII filter (guard.pii_policy is allow)")
         watermark = None
         if settings.guard.watermark and getattr(engine, "upstream", False):
-            off.append("watermark (upstream replicas sample the tokens; r1stack cannot bias them from here)")
+            # The replicas sample the tokens, so the gateway asks them to watermark (vllm_xargs); only a vLLM
+            # started with r1stack's logits processor does it, hence the hint.
+            off.append(
+                "watermark in this process (replicas are asked to apply it: start vLLM with --logits-processors "
+                "r1stack.integrations.vllm:WatermarkLogitsProcessor)"
+            )
         elif settings.guard.watermark:
             from r1stack.guard.watermark import watermark_processor
 

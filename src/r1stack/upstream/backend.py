@@ -30,6 +30,9 @@ from r1stack.upstream.pool import Replica, ReplicaPool
 from r1stack.upstream.request import body_fields
 
 log = logging.getLogger("r1stack.upstream")
+# The vllm_xargs switch of r1stack.integrations.vllm's watermark processor (spelled here too, so that this
+# module does not import torch for it; a test checks the two agree).
+WATERMARK_XARG = "r1stack_watermark"
 # Names that say "reasoning model" (deepseek-r1, DeepSeek-R1-Distill-*, deepseek-reasoner, QwQ, *-thinking).
 _REASONING_NAME = re.compile(r"(^|[^a-z0-9])r1([^a-z0-9]|$)|reasoner|qwq|think", re.IGNORECASE)
 
@@ -59,6 +62,9 @@ class UpstreamConfig:
     eject_after: int = 2
     cooldown_s: float = 2.0
     max_cooldown_s: float = 60.0
+    # guard.watermark: ask each replica to apply r1stack's watermark (vLLM with our logits processor loaded
+    # reads it from vllm_xargs; other servers ignore the field).
+    watermark: bool = False
 
     @classmethod
     def from_settings(cls, settings) -> UpstreamConfig:
@@ -81,6 +87,7 @@ class UpstreamConfig:
             eject_after=s.upstream_eject_after,
             cooldown_s=s.upstream_cooldown_s,
             max_cooldown_s=s.upstream_max_cooldown_s,
+            watermark=bool(getattr(getattr(settings, "guard", None), "watermark", False)),
         )
 
 
@@ -220,6 +227,8 @@ class UpstreamEngine:
         self.check_available()
         body = {"model": self.upstream_model or self.model_info.name, **body_fields(params), "stream": True}
         body["stream_options"] = {"include_usage": True}
+        if self.config.watermark:
+            body["vllm_xargs"] = {WATERMARK_XARG: 1}
         if messages is not None:
             path, body["messages"] = "/chat/completions", messages
         else:

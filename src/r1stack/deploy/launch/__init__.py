@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from r1stack.deploy.launch import multinode, services
+from r1stack.deploy.launch import gateway, multinode, services
 from r1stack.deploy.launch.checks import (
     LaunchCheckError,
     check_compose,
@@ -56,9 +56,31 @@ def write_launch_plans(p: Plan, out_dir: Path) -> list[LaunchFile]:
         k8s_path.write_text(services.kubernetes(p, native, vllm), encoding="utf-8")
         check_kubernetes(load_yaml(k8s_path))
         files.append(LaunchFile(k8s_path, "kubernetes", "yaml.safe_load_all + selector/label cross-check"))
+    if p.verdict != NO_FIT and p.cluster.nodes > 1 and vllm.argv:
+        files += _write_gateway_manifests(p, vllm, out_dir)
     readme = out_dir / "README.txt"
     readme.write_text(_readme(p, native, vllm, files), encoding="utf-8")
     files.append(LaunchFile(readme, "text", "none (prose)"))
+    return files
+
+
+def _write_gateway_manifests(p: Plan, vllm: Command, out_dir: Path) -> list[LaunchFile]:
+    """Multi-node: the r1stack gateway in front of the plan's replicas, served by vLLM or by SGLang."""
+    files = []
+    for engine in gateway.ENGINES:
+        if p.layout.pp == 1:  # a replica spanning nodes cannot be one compose service
+            path = out_dir / f"gateway-{engine}-compose.yaml"
+            path.write_text(gateway.compose(p, vllm, engine), encoding="utf-8")
+            gateway.check_gateway_compose(load_yaml(path)[0])
+            files.append(
+                LaunchFile(path, "compose", "yaml.safe_load + gateway upstreams/proxy/Milvus wiring")
+            )
+        path = out_dir / f"gateway-{engine}-kubernetes.yaml"
+        path.write_text(gateway.kubernetes(p, vllm, engine), encoding="utf-8")
+        docs = load_yaml(path)
+        check_kubernetes(docs)
+        gateway.check_gateway_kubernetes(docs)
+        files.append(LaunchFile(path, "kubernetes", "yaml.safe_load_all + gateway upstreams = replica pods"))
     return files
 
 
@@ -118,8 +140,9 @@ def _readme(p: Plan, native: Command, vllm: Command, files: list[LaunchFile]) ->
         lines += [
             "",
             "Multi-node: copy this folder to every node; run ray_worker.sh HEAD_IP on nodes 1..N-1,",
-            "then ray_head.sh on node 0. Compose/Kubernetes files are written for single-node plans only",
-            "(multi-node vLLM on Kubernetes needs KubeRay or LeaderWorkerSet).",
+            "then ray_head.sh on node 0. The gateway-*.yaml files run the same model as N replicas",
+            "(vLLM or SGLang) behind `r1stack serve --upstream ...`, with the search proxy and Milvus;",
+            "replicas that span nodes use a LeaderWorkerSet (install the LWS controller first).",
         ]
     if p.cluster.device.vendor == "amd":
         lines += [
