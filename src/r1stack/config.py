@@ -32,7 +32,8 @@ class EngineSettings(BaseModel):
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None
-    quantization: str = "none"  # none | int8 | int4 | awq | gguf (weight-only; checked when the model loads)
+    quantization: str = "none"  # none | int8 | int4 | awq | gguf | fp8 (weight-only; checked when the model loads)
+    enforce_eager: bool | None = None  # True: eager decode step; False: compiled (torch.compile); None: CUDA only
 
 
 class ServerSettings(BaseModel):
@@ -76,7 +77,10 @@ class KBSettings(BaseModel):
     hnsw_ef_search: int = 64
     key_groups: dict[str, list[str]] = Field(default_factory=dict)  # key id -> groups; "*" = admin
     max_file_mb: int = 64  # larger files are refused with a message; the rest of the batch still ingests
-    rrf_k: int = 60  # reciprocal rank fusion constant (Cormack et al.)
+    # Reciprocal rank fusion constant. Cormack et al.'s 60 suits fusing many deep runs; with two lists a
+    # small k lets one list's confident top rank count against the other's. 5 was chosen on a held-out
+    # split (benchmarks/kb.py: source-comment questions on half of the modules; see results/kb.json).
+    rrf_k: int = 5
     embed_threads: int = 0  # >0: torch CPU threads for embedding (process-wide); 0 leaves torch's default
     # Languages the embedder reads (ISO 639-1). None: ["en"] for the bundled MiniLM, all for other models.
     # Hybrid search leaves the dense ranking out for a Chinese query when "zh" is not among them.
@@ -137,6 +141,14 @@ class GuardSettings(BaseModel):
     audit_hmac_key: str | None = None  # set: record hashes are HMAC-SHA256, so the chain cannot be re-forged
 
 
+class AppsSettings(BaseModel):
+    # The clinical assistant's two models (catalogue name or local path); None: the default model (CLI) or the
+    # served model (server). On a server a different triage model is loaded beside the served one on first use.
+    triage_model: str | None = None  # stage 1: small, fast, constrained to label sets
+    diagnosis_model: str | None = None  # stage 2: the larger model (a server's stage 2 is its served model)
+    triage_kv_cache_bytes: int = 64 << 20  # the triage model's KV cache when a server loads it beside
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="R1STACK_",
@@ -151,6 +163,7 @@ class Settings(BaseSettings):
     kb: KBSettings = Field(default_factory=KBSettings)
     websearch: WebSearchSettings = Field(default_factory=WebSearchSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
+    apps: AppsSettings = Field(default_factory=AppsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -52,6 +52,9 @@ class PreparedPrompt:
     web_queries: list[str] = field(default_factory=list)
     # The grounded conversation itself, for an upstream backend that applies its own chat template.
     messages: list[dict[str, Any]] | None = None
+    # OpenAI `response_format` for an upstream backend, which enforces it itself (the native engine uses a
+    # logits processor instead: server/structured.py).
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass
@@ -389,6 +392,8 @@ class Pipeline:
         if self.watermark is not None:
             params.logits_processors = [*params.logits_processors, self.watermark]
         kw = {"messages": prepared.messages} if prepared.messages is not None else {}
+        if prepared.response_format is not None:
+            kw["response_format"] = prepared.response_format
         stream = self.engine.generate(
             prepared.prompt, params, request_id, prompt_token_ids=prepared.prompt_token_ids, **kw
         )

@@ -17,11 +17,12 @@ SCRIPT = (
 )
 
 
-def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+def run(*args: str, data_dir: Path, **extra_env: str) -> subprocess.CompletedProcess:
     env = {
         "R1STACK_DATA_DIR": str(data_dir),
         "PATH": "/usr/bin:/bin",
         "R1STACK_CONFIG": str(data_dir / "none"),
+        **extra_env,
     }
     return subprocess.run(
         [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, env=env, timeout=120
@@ -61,3 +62,27 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path):
     assert r.returncode == 2 and "unknown file type" in r.stderr
     r = run("app", "clinical", "dicom", str(tmp_path / "nowhere"), data_dir=tmp_path)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_the_triage_model_comes_from_the_settings_unless_named(tmp_path: Path):
+    # Neither model exists, so the run stops at loading it: which name it tried shows which one was chosen.
+    r = run(
+        "app",
+        "clinical",
+        "triage",
+        "chest pain",
+        data_dir=tmp_path,
+        R1STACK_APPS__TRIAGE_MODEL="no-such-triage",
+    )
+    assert r.returncode == 2 and "no-such-triage" in r.stderr, r.stderr
+    r = run(
+        "app",
+        "clinical",
+        "triage",
+        "chest pain",
+        "--model",
+        "no-such-other",
+        data_dir=tmp_path,
+        R1STACK_APPS__TRIAGE_MODEL="no-such-triage",
+    )
+    assert r.returncode == 2 and "no-such-other" in r.stderr and "no-such-triage" not in r.stderr

@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -29,61 +24,9 @@ angiography confirms the diagnosis; a D-dimer test helps to exclude it when the 
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, default_gguf: Path):
-    tmp = tmp_path_factory.mktemp("apps-server")
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1STACK_")}
-    env.update(
-        R1STACK_DATA_DIR=str(tmp / "data"),
-        R1STACK_CONFIG=str(tmp / "none.toml"),
-        PYTHONUNBUFFERED="1",
-        OMP_NUM_THREADS="1",
-    )
-    log = open(tmp / "server.log", "wb")
-    cmd = [
-        sys.executable,
-        "-c",
-        "from r1stack.cli.main import main; main()",
-        "serve",
-        "--model",
-        str(default_gguf),
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--kv-cache-bytes",
-        str(192 << 20),
-        "--max-model-len",
-        "2048",
-    ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            pytest.fail((tmp / "server.log").read_text()[-3000:])
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server did not start")
-        time.sleep(0.5)
-    yield url, tmp / "data"
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def server(native):
+    return native.url, native.data_dir
 
 
 def test_clinical_flow_end_to_end(server, tmp_path: Path):

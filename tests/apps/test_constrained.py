@@ -17,7 +17,13 @@ from r1stack.apps.clinical.assistant import (
     parse_triage,
 )
 from r1stack.apps.risk.answer import MAX_TOKENS, RISK_SCHEMA, parse_answer
-from r1stack.engine.constrained import compile_schema, grammar_for, json_schema_processor
+from r1stack.engine.constrained import (
+    compile_schema,
+    grammar_for,
+    json_schema_processor,
+    schema_error,
+    strict_schema,
+)
 from r1stack.errors import UserError
 
 
@@ -57,6 +63,32 @@ def test_automaton_accepts_valid_answers(text):
 def test_automaton_rejects_invalid_answers(text):
     dfa, start = compile_schema(RISK_SCHEMA)
     assert dfa.walk(start, text.encode()) != dfa.accept
+
+
+@pytest.mark.parametrize(
+    "schema", [RISK_SCHEMA, TRIAGE_SCHEMA, diagnosis_schema(3)], ids=["risk", "triage", "dx"]
+)
+def test_the_strict_schema_an_upstream_gets_is_the_same_language(schema):
+    # What goes out as response_format compiles back to the very automaton the native engine enforces.
+    assert compile_schema(strict_schema(schema))[0].edges == compile_schema(schema)[0].edges
+    assert strict_schema(schema)["required"] == list(schema["properties"])
+
+
+@pytest.mark.parametrize(
+    "text,why",
+    [
+        ('{"risk_level": "lo", "score": 0, "reasons": []}', "risk_level: 'lo' is not one of"),
+        ('{"risk_level": "low", "score": 101, "reasons": []}', "score: 101 is greater than the maximum"),
+        ('{"risk_level": "low", "score": 5, "reasons": ["a", "b", "c", "d"]}', "reasons:"),
+        ('{"risk_level": "low", "score": 5}', "'reasons' is a required property"),
+        ('{"risk_level": "low", "score": 5, "reasons": [], "x": 1}', "Additional properties"),
+        ("The risk is low.", "not JSON"),
+    ],
+)
+def test_answers_from_elsewhere_are_validated_with_a_reason(text, why):
+    assert why in schema_error(RISK_SCHEMA, text)
+    # Key order is the automaton's concern, not the schema's: an upstream may write them in any order.
+    assert schema_error(RISK_SCHEMA, '{"score": 5, "risk_level": "low", "reasons": []}') is None
 
 
 def _walk(grammar, rng: random.Random, max_tokens: int) -> list[int]:

@@ -9,9 +9,7 @@ import json
 import random
 from pathlib import Path
 
-import pytest
-
-from r1stack.apps.backend import Job, OfflineBackend
+from r1stack.apps.backend import Job
 from r1stack.apps.risk.answer import MAX_TOKENS, RISK_SCHEMA, parse_answer
 from r1stack.apps.risk.evaluate import auc, precision_at
 from r1stack.apps.risk.features import compute_features, rules_score
@@ -73,16 +71,6 @@ def test_card_numbers_never_reach_the_prompt():
     for p in prepare(txns, PiiFilter("allow")):  # even a key that allows PII in outputs
         assert p.txn.card_number and p.txn.card_number not in p.masked
         assert p.redactions.get("BANK_CARD", 0) >= 1 or any("CARD" in k for k in p.redactions)
-
-
-@pytest.fixture(scope="module")
-def backend(data_dir):
-    from r1stack import LLM
-
-    llm = LLM(
-        "smollm2-135m-instruct", dtype="float32", data_dir=data_dir, kv_cache_bytes=256 << 20, threads=1
-    )
-    return OfflineBackend(llm)
 
 
 def test_model_answers_always_validate_at_random_seeds_and_temperatures(backend):

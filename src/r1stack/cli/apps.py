@@ -3,6 +3,7 @@ a terminal. Results and reports go under the data directory unless --out names a
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import sys
@@ -188,20 +189,31 @@ def _name(model: str | None) -> str:
 @clinical_app.command("triage")
 def clinical_triage(
     symptoms: str = typer.Argument(..., help="the symptoms in words ('-' reads stdin)"),
-    model: str = typer.Option(None, "--model", "-m", help="the small triage model"),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="the small triage model [default: apps.triage_model, else the default model]",
+    ),
     dtype: str = typer.Option(None, "--dtype"),
     seed: int = typer.Option(None, "--seed"),
 ) -> None:
     """Stage 1: department and urgency, constrained to the label sets."""
-    from r1stack.apps.clinical.flow import triage_sync
+    from r1stack.apps.clinical.flow import triage
     from r1stack.guard.policy import PiiFilter
 
     settings = get_settings()
     text = _text(symptoms)
-    triage, _ = triage_sync(
-        _backend(model, dtype), text, PiiFilter.for_key(settings, None), _audit(settings), seed=seed
+    result, _ = asyncio.run(
+        triage(
+            _backend(model or settings.apps.triage_model, dtype),
+            text,
+            PiiFilter.for_key(settings, None),
+            _audit(settings),
+            seed=seed,
+        )
     )
-    out.print_json(json.dumps({"department": triage.department, "urgency": triage.urgency}))
+    out.print_json(json.dumps({"department": result.department, "urgency": result.urgency}))
 
 
 @clinical_app.command("diagnose")
@@ -209,15 +221,21 @@ def clinical_diagnose(
     symptoms: str = typer.Argument(..., help="the symptoms in words ('-' reads stdin)"),
     kb: list[str] = typer.Option([], "--kb", help="medical knowledge base(s) to ground on (repeatable)"),
     dicom: list[Path] = typer.Option([], "--dicom", help="DICOM files or folders (de-identified first)"),
-    triage_model: str = typer.Option(None, "--triage-model", help="small model for stage 1"),
-    diagnosis_model: str = typer.Option(None, "--diagnosis-model", help="large model for stage 2"),
+    triage_model: str = typer.Option(
+        None, "--triage-model", help="small model for stage 1 [default: apps.triage_model, else the default]"
+    ),
+    diagnosis_model: str = typer.Option(
+        None,
+        "--diagnosis-model",
+        help="large model for stage 2 [default: apps.diagnosis_model, else the default]",
+    ),
     dtype: str = typer.Option(None, "--dtype"),
     top_k: int = typer.Option(3, "--top-k"),
     seed: int = typer.Option(None, "--seed"),
 ) -> None:
     """Stage 1 triage, then a grounded differential diagnosis with citations, as a structured note (JSON)."""
     from r1stack.apps.clinical.dicom_intake import intake
-    from r1stack.apps.clinical.flow import diagnose_sync
+    from r1stack.apps.clinical.flow import diagnose
     from r1stack.guard.policy import PiiFilter
 
     settings = get_settings()
@@ -227,20 +245,24 @@ def clinical_diagnose(
         imaging = [s.text() for s in result.summaries]
         for e in result.errors:
             err.print(f"[yellow]{e.source}[/]: {e.message}")
+    triage_model = triage_model or settings.apps.triage_model or settings.model
+    diagnosis_model = diagnosis_model or settings.apps.diagnosis_model or settings.model
     small = _backend(triage_model, dtype)
-    same = (diagnosis_model or settings.model) == (triage_model or settings.model)
-    large = small if same else _backend(diagnosis_model, dtype)
-    note = diagnose_sync(
-        small,
-        large,
-        settings,
-        _text(symptoms),
-        kb,
-        PiiFilter.for_key(settings, None),
-        imaging,
-        _audit(settings),
-        seed=seed,
-        top_k=top_k,
+    # One model for both stages loads once.
+    large = small if diagnosis_model == triage_model else _backend(diagnosis_model, dtype)
+    note = asyncio.run(
+        diagnose(
+            small,
+            large,
+            settings,
+            _text(symptoms),
+            kb,
+            PiiFilter.for_key(settings, None),
+            imaging,
+            _audit(settings),
+            seed=seed,
+            top_k=top_k,
+        )
     )
     out.print_json(json.dumps(note.as_dict(), ensure_ascii=False))
 

@@ -153,6 +153,48 @@ def compile_schema(schema: dict) -> tuple[Automaton, int]:
     return b.dfa, start
 
 
+def strict_schema(schema: dict) -> dict:
+    """The schema as standard JSON Schema says what the automaton enforces: every property present, no others,
+    enum values strings, arrays of at most maxItems. What an upstream's `response_format` gets, and what
+    answers from anywhere are validated against."""
+
+    def value(spec: dict) -> dict:
+        if "enum" in spec:
+            return {"type": "string", "enum": [str(v) for v in spec["enum"]]}
+        kind = spec.get("type")
+        if kind == "integer":
+            return {
+                "type": "integer",
+                "minimum": int(spec.get("minimum", 0)),
+                "maximum": int(spec.get("maximum", 100)),
+            }
+        if kind == "array":
+            items = value(spec.get("items", {"type": "string"}))
+            return {"type": "array", "items": items, "maxItems": max(1, int(spec.get("maxItems", 8)))}
+        return {"type": "string"}
+
+    compile_schema(schema)  # the same subset, the same errors
+    props = {name: value(spec) for name, spec in schema["properties"].items()}
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def schema_error(schema: dict, text: str) -> str | None:
+    """Why `text` is not an answer to `schema` (None: it is one)."""
+    import jsonschema
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        return f"not JSON ({e.msg} at position {e.pos})"
+    err = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(strict_schema(schema)).iter_errors(data)
+    )
+    if err is None:
+        return None
+    where = "/".join(str(p) for p in err.absolute_path)
+    return f"{where + ': ' if where else ''}{err.message}"
+
+
 # ---- tokens as bytes ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:

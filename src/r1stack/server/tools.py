@@ -275,7 +275,7 @@ def argument_schema(tool: Tool) -> dict | None:
     names = required or list(props)
     out: dict[str, dict] = {}
     for name in names:
-        spec = _enforceable(props[name])
+        spec = enforceable(props[name])
         if spec is None:
             if name in required:
                 raise UserError(
@@ -289,7 +289,9 @@ def argument_schema(tool: Tool) -> dict | None:
     return {"type": "object", "properties": out} if out else None
 
 
-def _enforceable(spec: Any) -> dict | None:
+def enforceable(spec: Any) -> dict | None:
+    """A JSON-schema value in the form the engine's automaton enforces, when every value it allows validates
+    against `spec`; None when it cannot be enforced (forced tool arguments and response_format share this)."""
     if not isinstance(spec, dict):
         return None
     enum = spec.get("enum")
@@ -317,7 +319,7 @@ def _enforceable(spec: Any) -> dict | None:
             return None
         return {"type": "integer", "minimum": lo, "maximum": hi}
     if kind == "array":
-        items = _enforceable(spec.get("items", {"type": "string"}))
+        items = enforceable(spec.get("items", {"type": "string"}))
         max_items = spec.get("maxItems", 8)
         if items is None or items.get("type") == "array" or spec.get("minItems", 0) not in (0, None):
             return None

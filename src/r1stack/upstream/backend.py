@@ -221,12 +221,15 @@ class UpstreamEngine:
         request_id: str,
         prompt_token_ids: list[int] | None = None,
         messages: list[dict] | None = None,
+        response_format: dict | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Cumulative RequestOutputs as the engine gives them; `extra` holds the upstream's reasoning per choice,
         its usage and the replica that served."""
         self.check_available()
         body = {"model": self.upstream_model or self.model_info.name, **body_fields(params), "stream": True}
         body["stream_options"] = {"include_usage": True}
+        if response_format is not None:  # structured output, as vLLM and SGLang accept it
+            body["response_format"] = response_format
         if self.config.watermark:
             body["vllm_xargs"] = {WATERMARK_XARG: 1}
         if messages is not None:

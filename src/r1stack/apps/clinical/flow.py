@@ -1,9 +1,10 @@
-"""The clinical flow end to end over any backend pair: redact, triage, retrieve, diagnose. Sync for the CLI,
-async for the server; both share the prompt and parsing code in assistant.py."""
+"""The clinical flow end to end over any backend pair: redact, triage, retrieve, diagnose. One async flow for
+the server and the CLI (which runs it with asyncio.run over the offline backend)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 
 from r1stack.apps.clinical.assistant import (
@@ -44,16 +45,22 @@ def _audit(audit: AuditLog | None, stage: str, model: str, prompt: str, output: 
         )
 
 
-def triage_sync(
+async def _run(backend, job):
+    """One job on any backend: the server's are coroutines, the offline one answers at once."""
+    out = backend.run([job])
+    return (await out if inspect.isawaitable(out) else out)[0]
+
+
+async def triage(
     backend, symptoms: str, pii: PiiFilter, audit=None, key_id=None, seed=None
 ) -> tuple[Triage, dict]:
     text, red = redact(symptoms, pii)
-    out = backend.run([triage_job(text, seed)])[0]
+    out = await _run(backend, triage_job(text, seed))
     _audit(audit, "triage", backend.name, text, out, key_id, red)
     return parse_triage(out), red
 
 
-def diagnose_sync(
+async def diagnose(
     small,
     large,
     settings,
@@ -66,39 +73,10 @@ def diagnose_sync(
     seed=None,
     top_k: int = 3,
 ) -> Note:
-    triage, red = triage_sync(small, symptoms, pii, audit, key_id, seed)
-    text, _ = redact(symptoms, pii)
-    context, sources = gather_context(settings, kb_names, text, key_id, top_k)
-    job = diagnosis_job(text, triage, context, list(imaging), len(sources), seed)
-    out = large.run([job])[0]
-    _audit(audit, "diagnosis", large.name, job.messages[-1]["content"], out, key_id, red, sources)
-    return parse_note(out, triage, sources, list(imaging), red)
-
-
-async def triage_async(backend, symptoms: str, pii: PiiFilter, audit=None, key_id=None, seed=None):
-    text, red = redact(symptoms, pii)
-    out = (await backend.run([triage_job(text, seed)]))[0]
-    _audit(audit, "triage", backend.name, text, out, key_id, red)
-    return parse_triage(out), red
-
-
-async def diagnose_async(
-    small,
-    large,
-    settings,
-    symptoms: str,
-    kb_names: list[str],
-    pii: PiiFilter,
-    imaging: list[str] = (),
-    audit=None,
-    key_id=None,
-    seed=None,
-    top_k: int = 3,
-) -> Note:
-    triage, red = await triage_async(small, symptoms, pii, audit, key_id, seed)
+    stage1, red = await triage(small, symptoms, pii, audit, key_id, seed)
     text, _ = redact(symptoms, pii)
     context, sources = await asyncio.to_thread(gather_context, settings, kb_names, text, key_id, top_k)
-    job = diagnosis_job(text, triage, context, list(imaging), len(sources), seed)
-    out = (await large.run([job]))[0]
+    job = diagnosis_job(text, stage1, context, list(imaging), len(sources), seed)
+    out = await _run(large, job)
     _audit(audit, "diagnosis", large.name, job.messages[-1]["content"], out, key_id, red, sources)
-    return parse_note(out, triage, sources, list(imaging), red)
+    return parse_note(out, stage1, sources, list(imaging), red)

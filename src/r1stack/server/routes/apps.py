@@ -1,7 +1,9 @@
-"""/v1/apps/...: transaction risk scoring and the clinical assistant over HTTP, on the server's own engine.
+"""/v1/apps/...: transaction risk scoring and the clinical assistant over HTTP, on the server's backend.
 
-Generation runs through the AsyncEngine on `app.state.engine`, so app requests join the running batch beside
-chat traffic. Both clinical stages use the served model here; a separate triage model is a CLI option.
+Generation runs through `app.state.engine`: the native AsyncEngine (app requests join the running batch beside
+chat traffic, constrained while generating) or, on a gateway, the upstream pool (schema sent as response_format,
+answers validated here). Clinical stage 2 runs on the served model; stage 1 too, unless `apps.triage_model` names
+another model, which is then loaded on this server beside the served one, on first use.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel, Field
 
-from r1stack.apps.backend import AsyncBackend
+from r1stack.apps.backend import server_backend
 from r1stack.apps.clinical.dicom_intake import intake
-from r1stack.apps.clinical.flow import diagnose_async, triage_async
+from r1stack.apps.clinical.flow import diagnose, triage
 from r1stack.apps.risk.scorer import finish, jobs_for, prepare
 from r1stack.apps.risk.transactions import validate_rows
 from r1stack.errors import UserError
@@ -48,11 +50,71 @@ class DiagnoseRequest(TriageRequest):
     top_k: int = Field(3, ge=1, le=10)
 
 
-def _backend(request: Request) -> AsyncBackend:
+def _backend(request: Request):
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise UserError("this server has no engine loaded")
-    return AsyncBackend(engine)
+    return server_backend(engine)
+
+
+def _serves(request: Request, model: str) -> bool:
+    """Whether `model` (a name or a path) is what this server serves already."""
+    info = request.app.state.engine.model_info
+    state = getattr(request.app.state, "r1", None)
+    names = {info.name, str(info.path), *(getattr(state, "served_names", None) or [])}
+    if model in names:
+        return True
+    try:
+        return Path(model).resolve() == Path(str(info.path)).resolve()
+    except OSError:
+        return False
+
+
+async def _triage_backend(request: Request):
+    """Stage 1's backend: the served model, or `apps.triage_model` loaded once beside it (a small model: one
+    thread and its own small KV cache, so it does not crowd the served model)."""
+    settings = request.app.state.settings
+    name = settings.apps.triage_model
+    if not name or _serves(request, name):
+        return _backend(request)
+    state = request.app.state
+    if getattr(state, "apps_triage_lock", None) is None:
+        state.apps_triage_lock = asyncio.Lock()
+    async with state.apps_triage_lock:
+        engine = getattr(state, "apps_triage_engine", None)
+        if engine is None:
+            engine = await asyncio.to_thread(_load_triage_engine, settings, name)
+            await engine.start()
+            state.apps_triage_engine = engine
+    return server_backend(engine)
+
+
+def _load_triage_engine(settings, name: str):
+    from r1stack.engine.async_engine import AsyncEngine
+    from r1stack.engine.config import EngineArgs
+
+    args = EngineArgs.from_settings(
+        settings, model=name, kv_cache_bytes=settings.apps.triage_kv_cache_bytes, threads=1
+    )
+    try:
+        return AsyncEngine(args)
+    except UserError as e:
+        raise UserError(
+            f"apps.triage_model {name!r} could not be loaded ({e}); install it with `r1stack pull {name}`, "
+            "give a local path, or unset apps.triage_model to triage with the served model"
+        ) from None
+
+
+def _diagnosis_backend(request: Request):
+    """Stage 2 runs on the served model: a server holds one large model, and a gateway sends it upstream."""
+    name = request.app.state.settings.apps.diagnosis_model
+    if name and not _serves(request, name):
+        raise UserError(
+            f"apps.diagnosis_model is {name!r}, but this server serves "
+            f"{request.app.state.engine.model_info.name!r} and runs stage 2 on it; serve {name!r} "
+            "(r1stack serve --model ..., or a gateway in front of it) or unset apps.diagnosis_model"
+        )
+    return _backend(request)
 
 
 def _pii(request: Request) -> PiiFilter:
@@ -83,25 +145,26 @@ async def risk_score(body: RiskRequest, request: Request) -> dict:
 
 @router.post("/v1/apps/clinical/triage")
 async def clinical_triage(body: TriageRequest, request: Request) -> dict:
-    triage, red = await triage_async(
-        _backend(request),
+    result, red = await triage(
+        await _triage_backend(request),
         body.symptoms,
         _pii(request),
         _audit(request),
         getattr(request.state, "key_id", None),
         body.seed,
     )
-    return {"department": triage.department, "urgency": triage.urgency, "redactions": red}
+    return {"department": result.department, "urgency": result.urgency, "redactions": red}
 
 
 @router.post("/v1/apps/clinical/diagnose")
 async def clinical_diagnose(body: DiagnoseRequest, request: Request) -> dict:
-    backend = _backend(request)
+    large = _diagnosis_backend(request)
+    small = await _triage_backend(request)
     pii = _pii(request)
     imaging = [PiiFilter("redact").redact(s).text for s in body.imaging]
-    note = await diagnose_async(
-        backend,
-        backend,
+    note = await diagnose(
+        small,
+        large,
         request.app.state.settings,
         body.symptoms,
         body.kb,

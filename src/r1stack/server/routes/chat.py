@@ -39,6 +39,7 @@ from r1stack.server.state import (
     upstream_reasoning,
     upstream_usage,
 )
+from r1stack.server.structured import apply_response_format
 from r1stack.server.tool_turn import CallArgs, CallStart, Done, Found, Text, ToolTurn
 from r1stack.server.tools import ToolPlan, conversation, hf_messages, plan_tools, template_takes_tools
 from r1stack.server.usage import RequestClock
@@ -98,6 +99,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request) -> Resp
     param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
     max_tokens = st.pipeline.resolve_max_tokens(prepared, requested, param)
     params = chat_params(req, st.engine.model_info.generation_defaults, max_tokens)
+    apply_response_format(req, st.engine, params, prepared)
     request_id = new_id("chatcmpl")
     slot = st.admission.admit(params.n)
     if req.stream:
