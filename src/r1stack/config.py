@@ -23,7 +23,8 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 class EngineSettings(BaseModel):
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (auto: bf16 on CUDA and on CPUs with native bf16)
+    # auto | float32 | bfloat16 | float16 (auto: bf16 on CUDA and on CPUs with native bf16)
+    dtype: str = "auto"
     device: str = "auto"  # auto | cpu | cuda
     block_size: int = 16
     # KV budget: an absolute byte count wins over the fraction of free memory.
@@ -32,8 +33,10 @@ class EngineSettings(BaseModel):
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None
-    quantization: str = "none"  # none | int8 | int4 | awq | gguf | fp8 (weight-only; checked when the model loads)
-    enforce_eager: bool | None = None  # True: eager decode step; False: compiled (torch.compile); None: CUDA only
+    # none | int8 | int4 | awq | gguf | fp8 (weight-only; checked when the model loads)
+    quantization: str = "none"
+    # True: eager decode step; False: compiled (torch.compile, CUDA graphs on GPU); None: compiled on CUDA only
+    enforce_eager: bool | None = None
 
 
 class ServerSettings(BaseModel):

@@ -66,7 +66,9 @@ def test_quarter_sized_kv_cache_preempts_and_still_matches(llm_fp32, alone, data
 def test_abort_mid_generation_returns_every_block(llm_fp32):
     engine = llm_fp32.engine
     free0 = engine.block_manager.num_free_blocks
-    engine.add_request("to-abort", "Write a long story about a dragon.", SamplingParams(max_tokens=200, ignore_eos=True))
+    engine.add_request(
+        "to-abort", "Write a long story about a dragon.", SamplingParams(max_tokens=200, ignore_eos=True)
+    )
     engine.add_request("to-keep", "Count to ten:", SamplingParams(temperature=0, max_tokens=5))
     for _ in range(4):
         engine.step()

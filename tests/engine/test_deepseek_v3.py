@@ -452,3 +452,93 @@ def test_variant_without_q_lora_interleave_or_yarn_matches_transformers(tmp_path
         want = ref(torch.tensor([ids])).logits[0]
     torch.testing.assert_close(_full_forward(llm, ids), want, atol=1e-4, rtol=1e-4)
     assert _greedy(llm, PROMPTS[:2]) == [_hf_greedy(ref, p) for p in PROMPTS[:2]]
+
+
+def _bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def test_fp8_checkpoint_kept_as_fp8_matches_the_widened_one(tiny, tmp_path):
+    """--quantization fp8 (the default on FP8-capable GPUs) holds the checkpoint's FP8 blocks in memory and widens
+    them per call: the same numbers as widening at load, in less memory."""
+    from r1stack.engine.fp8 import Fp8Linear
+
+    path, _ = tiny
+    _quantize_checkpoint(path, tmp_path / "fp8")
+    kw = dict(dtype="float32", device="cpu", kv_cache_bytes=1 << 20, enable_prefix_caching=False)
+    widened = LLM(str(tmp_path / "fp8"), **kw)
+    kept = LLM(str(tmp_path / "fp8"), quantization="fp8", **kw)
+    model = kept.engine.model
+    attn = model.layers[0].self_attn
+    assert isinstance(attn.kv_b_proj, Fp8Linear) and attn.kv_b_proj.weight.dtype == FP8_DTYPE
+    assert isinstance(model.layers[0].mlp.down_proj, Fp8Linear)
+    assert model.layers[2].mlp.w13.dtype == FP8_DTYPE and model.layers[2].mlp.w2.dtype == FP8_DTYPE
+    assert not isinstance(model.lm_head, Fp8Linear)  # the checkpoint keeps it wide
+    assert _bytes(model) < 0.6 * _bytes(widened.engine.model)
+    torch.testing.assert_close(
+        _full_forward(kept, PROMPTS[1]), _full_forward(widened, PROMPTS[1]), atol=0, rtol=0
+    )
+    assert _greedy(kept) == _greedy(widened)
+    # a model without FP8 weights cannot be asked to keep them
+    with pytest.raises(UserError, match="fp8"):
+        LLM(str(path), quantization="fp8", **kw)
+
+
+def test_fp8_linear_narrows_like_tensor_parallelism_cuts():
+    from r1stack.engine.fp8 import Fp8Linear
+
+    torch.manual_seed(0)
+    w = torch.randn(64, 48)
+    q, s = quantize_blocks(w, (16, 16))
+    full = dequantize_blocks(q, s, (16, 16), torch.float32)
+    for dim, start, size, stays_fp8 in (
+        (0, 16, 32, True),
+        (1, 32, 16, True),
+        (0, 8, 16, False),
+        (1, 40, 8, False),
+    ):
+        lin = Fp8Linear(q.clone(), s.clone(), (16, 16), None, torch.float32)
+        lin.narrow(dim, start, size)
+        assert (lin.weight.dtype == FP8_DTYPE) == stays_fp8
+        assert torch.equal(lin.dequantized(torch.float32), full.narrow(dim, start, size))
+        assert (lin.out_features, lin.in_features) == tuple(full.narrow(dim, start, size).shape)
+
+
+def test_server_metrics_expose_expert_load(tiny, tmp_path):
+    """A real `r1stack serve` of the tiny MoE model: /metrics carries tokens per expert per MoE layer, and they add
+    up to the tokens forwarded x num_experts_per_tok."""
+    import sys
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+    from serverproc import start_server, stop_server
+
+    path, _ = tiny
+    server = start_server(
+        tmp_path, "--model", str(path), "--served-model-name", "tiny-v3", "--max-model-len", "256"
+    )
+    try:
+        body = {
+            "model": "tiny-v3",
+            "prompt": PROMPTS[1],
+            "max_tokens": 6,
+            "temperature": 0,
+            "ignore_eos": True,
+        }
+        r = httpx.post(server.api + "/completions", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        usage = r.json()["usage"]
+        forwarded = (
+            usage["prompt_tokens"] + usage["completion_tokens"] - 1
+        )  # the last token is never fed back
+        text = httpx.get(server.url + "/metrics").text
+    finally:
+        stop_server(server)
+    per_layer: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("r1stack:moe_expert_tokens_total{"):
+            layer = line.split('layer="')[1].split('"')[0]
+            per_layer[layer] = per_layer.get(layer, 0) + float(line.rsplit(" ", 1)[1])
+    assert per_layer == {"1": forwarded * 2, "2": forwarded * 2}  # MoE layers 1 and 2, two experts per token
+    assert 'r1stack:moe_expert_load_imbalance{layer="1",model_name="tiny-v3"}' in text

@@ -116,7 +116,9 @@ class UpstreamBackend:
             seed = None if job.seed is None else job.seed + attempt * 1_000_003
             params = SamplingParams(temperature=job.temperature, max_tokens=job.max_tokens, seed=seed)
             last = None
-            async for out in self.engine.generate(None, params, _request_id(), messages=messages, response_format=fmt):
+            async for out in self.engine.generate(
+                None, params, _request_id(), messages=messages, response_format=fmt
+            ):
                 last = out
             text = last.outputs[0].text if last is not None else ""
             problem = schema_error(job.schema, text)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from r1stack.cli import apps, engine_cmds, guard, kb, plan, quantize, search_proxy, serve
+from r1stack.cli import apps, bench, engine_cmds, guard, kb, plan, quantize, search_proxy, serve
 from r1stack.errors import UserError
 
 app = typer.Typer(
@@ -17,7 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (engine_cmds, serve, kb, search_proxy, guard, plan, apps, quantize):
+for module in (bench, engine_cmds, serve, kb, search_proxy, guard, plan, apps, quantize):
     module.register(app)
 
 

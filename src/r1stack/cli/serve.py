@@ -51,7 +51,18 @@ def serve(
     ] = None,
     request_timeout: Annotated[float | None, Opt(help="Seconds one request may take (0: no limit).")] = None,
     quantization: Annotated[
-        str | None, Opt(help="Weight-only quantization: none | int8 | int4 | awq | gguf (keep GGUF blocks packed).")
+        str | None,
+        Opt(
+            help="Weight-only quantization: none | int8 | int4 | awq | gguf (GGUF blocks packed) | fp8 (kept FP8)."
+        ),
+    ] = None,
+    enforce_eager: Annotated[
+        bool | None,
+        Opt(
+            "--enforce-eager/--compile",
+            help="Run the decode step eagerly, or compile it (torch.compile; CUDA graphs on GPU). "
+            "Default: compiled on CUDA, eager on CPU (compiling costs more than it saves for short CPU jobs).",
+        ),
     ] = None,
     reasoning_parser: Annotated[str | None, Opt(help="auto | deepseek_r1 | none")] = None,
     no_ui: Annotated[bool, Opt("--no-ui", help="Serve no web console at / (the API is unchanged).")] = False,
@@ -131,6 +142,7 @@ def serve(
             max_num_batched_tokens=max_num_batched_tokens,
             max_model_len=max_model_len,
             quantization=quantization,
+            enforce_eager=enforce_eager,
         ).items()
         if v is not None
     }

@@ -28,9 +28,12 @@ class EngineArgs:
     max_num_batched_tokens: int = 2048
     block_size: int = 16
     enable_prefix_caching: bool = True
-    quantization: str = "none"  # none | int8 | int4 | awq | gguf (weight-only; see engine/quant)
+    quantization: str = "none"  # none | int8 | int4 | awq | gguf | fp8 (weight-only; see engine/quant)
     seed: int = 0
     threads: int | None = None  # CPU intra-op threads; None: torch's default (all cores)
+    # True: never compile the decode step (vLLM's name for the switch); False: compile it (torch.compile, plus
+    # CUDA graphs on CUDA); None: compile on CUDA, eager on CPU.
+    enforce_eager: bool | None = None
     data_dir: Path | None = None  # where catalogue models live; None: the settings' data_dir
 
     @classmethod
@@ -47,6 +50,7 @@ class EngineArgs:
             max_num_batched_tokens=e.max_num_batched_tokens,
             block_size=e.block_size,
             quantization=e.quantization,
+            enforce_eager=e.enforce_eager,
             data_dir=settings.data_dir,
         )
         for k, v in overrides.items():

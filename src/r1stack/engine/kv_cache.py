@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import mmap
 from pathlib import Path
 
 import torch
@@ -18,8 +20,9 @@ class KVCache:
         self, cfg: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device
     ):
         self.num_blocks, self.block_size = num_blocks, block_size
-        # One extra slot at the end stays zero: padded positions of a batched decode read it, so stale or
-        # uninitialised memory (possibly NaN) never meets the attention weights. empty() keeps start-up instant.
+        # The cache starts zeroed, so a masked position of a batched decode holds a finite number (old K/V or 0),
+        # never uninitialised memory that could be NaN and poison its zero attention weight. One extra slot at
+        # the end stays zero for readers that pad with a slot index (MLA).
         shape = (cfg.num_layers, num_blocks * block_size + 1, cfg.num_kv_heads, cfg.head_dim)
         v_shape = shape
         if cfg.mla is not None:
@@ -31,10 +34,8 @@ class KVCache:
                 cfg.mla.kv_lora_rank + cfg.mla.qk_rope_head_dim,
             )
             v_shape = (cfg.num_layers, num_blocks * block_size + 1, 0)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(v_shape, dtype=dtype, device=device)
-        self.k[:, -1].zero_()
-        self.v[:, -1].zero_()
+        self.k = _zeros(shape, dtype, device)
+        self.v = _zeros(v_shape, dtype, device)
 
     @property
     def num_slots(self) -> int:
@@ -55,6 +56,19 @@ class KVCache:
 
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(self.k[i], self.v[i]) for i in range(self.k.shape[0])]
+
+
+def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if device.type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    # An anonymous mapping is zero by the kernel's guarantee and committed page by page as blocks are used,
+    # so a large budget costs neither start-up time nor resident memory until it is needed (torch.zeros would
+    # write every page up front).
+    n = math.prod(shape) * dtype.itemsize
+    if n == 0:
+        return torch.zeros(shape, dtype=dtype)
+    buf = mmap.mmap(-1, n)
+    return torch.frombuffer(buf, dtype=dtype).view(shape)
 
 
 def free_memory_bytes(device: torch.device) -> int:

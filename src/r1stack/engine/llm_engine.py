@@ -12,6 +12,7 @@ import torch
 
 from r1stack.engine import store
 from r1stack.engine.block_manager import BlockManager
+from r1stack.engine.compiled import DecodeStep
 from r1stack.engine.config import EngineArgs
 from r1stack.engine.detokenizer import IncrementalDetokenizer, find_stop, held_back
 from r1stack.engine.kv_cache import KVCache, plan_num_blocks
@@ -54,6 +55,8 @@ class EngineStats:
     num_preemptions: int
     prompt_tokens_total: int
     generation_tokens_total: int
+    # MoE models: tokens routed to each expert since start-up, per MoE layer index (routing imbalance)
+    expert_load: dict[int, list[int]] | None = None
 
 
 @dataclass(eq=False)
@@ -108,7 +111,13 @@ class LLMEngine:
         )
         self.block_manager = BlockManager(num_blocks, args.block_size, args.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, args.max_num_seqs, args.max_num_batched_tokens)
-        self.runner = ModelRunner(self.model, self.kv_cache, self.device)
+        # Compiled decode step (and CUDA graphs): the default on CUDA; on CPU only when asked for, since on a
+        # small CPU the compile (tens of seconds) outweighs its gain for all but long-running work.
+        eager = args.enforce_eager if args.enforce_eager is not None else self.device.type == "cpu"
+        decode_step = None if eager else DecodeStep(self.device, args.data_dir)
+        self.runner = ModelRunner(self.model, self.kv_cache, self.device, decode_step, args.max_num_seqs)
+        if decode_step is not None and self.runner.decode_step is not None:
+            decode_step.compile(self.model, args.block_size)
         eos = set(cfg.eos_token_ids)
         if self.tokenizer.eos_token_id is not None:
             eos.add(self.tokenizer.eos_token_id)
@@ -302,7 +311,13 @@ class LLMEngine:
             num_preemptions=self.scheduler.num_preemptions,
             prompt_tokens_total=self.prompt_tokens_total,
             generation_tokens_total=self.generation_tokens_total,
+            expert_load=self._expert_load(),
         )
+
+    def _expert_load(self) -> dict[int, list[int]] | None:
+        if not hasattr(self.model, "expert_load"):
+            return None
+        return dict(zip(self.model.moe_layers(), self.model.expert_load().tolist(), strict=True))
 
 
 def _replace(params: SamplingParams, **changes) -> SamplingParams:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from r1stack.engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
+from r1stack.engine.fp8 import keeps_fp8
 from r1stack.engine.gguf_file import config_from_gguf, dequantize, open_gguf
 from r1stack.engine.models.deepseek_v3 import DeepseekV3ForCausalLM
 from r1stack.engine.models.llama import LlamaForCausalLM
@@ -47,6 +48,8 @@ def load_model(
         with torch.device("meta"):
             model = _model_class(cfg)(cfg).to(dtype)
         model.to_empty(device=device)
+        if hasattr(model, "keep_fp8"):  # asked for, or where the GPU computes in FP8 anyway
+            model.keep_fp8 = method == "fp8" or (method == "none" and keeps_fp8(device))
         if reader is not None:
             tensors = _gguf_tensors(reader, cfg, keep_packed=method == "gguf")
         else:

@@ -5,15 +5,31 @@ from __future__ import annotations
 import torch
 
 from r1stack.engine.attention import AttentionMetadata, PrefillSpan
+from r1stack.engine.compiled import CudaGraphDecode, DecodeStep
 from r1stack.engine.kv_cache import KVCache
 from r1stack.engine.sequence import Sequence
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, kv_cache: KVCache, device: torch.device):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        kv_cache: KVCache,
+        device: torch.device,
+        decode_step: DecodeStep | None = None,
+        max_batch: int = 64,
+    ):
         self.model, self.kv, self.device = model, kv_cache, device
         self.bs = kv_cache.block_size
         self.kv_layers = kv_cache.layers()
+        # Models with a decode path over block tables (Llama/Qwen2) skip the per-token slot lists MLA reads.
+        self.decode_by_blocks = hasattr(model, "forward_decode")
+        # Decode-only batches (most steps once requests are running) go through the compiled decode step.
+        self.decode_step = decode_step if self.decode_by_blocks else None
+        # On CUDA the decode step is also captured as CUDA graphs, per batch-size bucket.
+        self.graphs = None
+        if self.decode_step is not None and device.type == "cuda":
+            self.graphs = CudaGraphDecode(model, self.kv_layers, decode_step, kv_cache, max_batch, device)
 
     def _slots(self, block_table: list[int], start: int, end: int) -> list[int]:
         bs = self.bs
@@ -39,20 +55,23 @@ class ModelRunner:
         )
         if decodes:
             ctx = [s.num_computed + 1 for s, _ in decodes]
-            width = max(len(s.block_table) for s, _ in decodes)
+            # At least two columns: a dimension of size 1 would be specialised by the compiler (a second graph).
+            width = max(2, *(len(s.block_table) for s, _ in decodes))
             tables = torch.tensor(
                 [s.block_table + [0] * (width - len(s.block_table)) for s, _ in decodes],
                 dtype=torch.long,
                 device=dev,
             )
             length = max(ctx)
-            all_slots = (tables[:, :, None] * self.bs + torch.arange(self.bs, device=dev)).view(
-                len(decodes), -1
-            )
             lens = torch.tensor(ctx, device=dev)
-            valid = torch.arange(length, device=dev)[None, :] < lens[:, None]
-            meta.decode_slots = torch.where(valid, all_slots[:, :length], self.kv.zero_slot)
-            meta.decode_mask = valid[:, None, None, :]
+            meta.block_tables, meta.context_lens, meta.block_size = tables, lens, self.bs
+            if not self.decode_by_blocks:
+                valid = torch.arange(length, device=dev)[None, :] < lens[:, None]
+                all_slots = (tables[:, :, None] * self.bs + torch.arange(self.bs, device=dev)).view(
+                    len(decodes), -1
+                )
+                meta.decode_slots = torch.where(valid, all_slots[:, :length], self.kv.zero_slot)
+                meta.decode_mask = valid[:, None, None, :]
         row = len(decodes)
         for s, n in prefills:
             ctx_slots = None
@@ -60,9 +79,14 @@ class ModelRunner:
                 ctx_slots = torch.tensor(self._slots(s.block_table, 0, s.num_computed + n), device=dev)
             meta.prefills.append(PrefillSpan(row, row + n, s.num_computed, ctx_slots))
             row += n
-        hidden = self.model(
-            torch.tensor(input_ids, device=dev), torch.tensor(positions, device=dev), self.kv_layers, meta
-        )
+        ids_t, pos_t = torch.tensor(input_ids, device=dev), torch.tensor(positions, device=dev)
+        hidden = None
+        if self.graphs is not None and not prefills:
+            hidden = self.graphs(ids_t, pos_t, meta)
+        if hidden is None and self.decode_step is not None and not prefills:
+            hidden = self.model.forward_decode(ids_t, pos_t, self.kv_layers, meta, self.decode_step)
+        elif hidden is None:
+            hidden = self.model(ids_t, pos_t, self.kv_layers, meta)
         # Rows whose sequence reaches its end this step produce the next token.
         sampling, rows, prompt_rows = [], [], {}
         row = 0

@@ -69,7 +69,9 @@ class SamplingParams:
         if not -2 <= self.frequency_penalty <= 2:
             raise bad("frequency_penalty", f"must be in [-2, 2], got {self.frequency_penalty}")
         if not 0.01 <= self.repetition_penalty <= 100:
-            raise bad("repetition_penalty", f"must be in [0.01, 100] (1 means off), got {self.repetition_penalty}")
+            raise bad(
+                "repetition_penalty", f"must be in [0.01, 100] (1 means off), got {self.repetition_penalty}"
+            )
         if self.max_tokens is not None and self.max_tokens < 1:
             raise bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
         if self.min_tokens < 0:

@@ -45,6 +45,9 @@ def create_app(state: ServerState, keyring: ApiKeyring, allowlist: IPAllowlist, 
             yield
         finally:
             await state.engine.shutdown()
+            triage = getattr(app.state, "apps_triage_engine", None)  # loaded by /v1/apps on first use
+            if triage is not None:
+                await triage.shutdown()
 
     app = FastAPI(
         title="r1stack",

@@ -96,6 +96,30 @@ class _EngineCollector(Collector):
         yield counter("num_preemptions", "Sequences preempted for lack of KV blocks.", s.num_preemptions)
         yield counter("prompt_tokens", "Prefill tokens processed.", s.prompt_tokens_total)
         yield counter("generation_tokens", "Tokens generated.", s.generation_tokens_total)
+        if s.expert_load:
+            yield from _expert_metrics(s.expert_load, self._model)
+
+
+def _expert_metrics(load: dict[int, list[int]], model: str) -> Iterable[Metric]:
+    """Tokens routed per expert per MoE layer, and each layer's imbalance (busiest expert over the mean): the
+    figure operators watch when they tune routing or place experts."""
+    tokens = CounterMetricFamily(
+        P + "moe_expert_tokens",
+        "Tokens routed to an expert since start-up.",
+        labels=["model_name", "layer", "expert"],
+    )
+    imbalance = GaugeMetricFamily(
+        P + "moe_expert_load_imbalance",
+        "Tokens of the busiest expert over the mean, per MoE layer (1 = balanced).",
+        labels=["model_name", "layer"],
+    )
+    for layer, counts in load.items():
+        for expert, n in enumerate(counts):
+            tokens.add_metric([model, str(layer), str(expert)], float(n))
+        mean = sum(counts) / len(counts)
+        imbalance.add_metric([model, str(layer)], max(counts) / mean if mean else 1.0)
+    yield tokens
+    yield imbalance
 
 
 class ServerMetrics:

@@ -10,7 +10,7 @@ from torch import nn
 
 from r1stack.engine.attention import AttentionMetadata
 from r1stack.engine.config import ModelConfig
-from r1stack.engine.fp8 import FP8_DTYPE, dequantize_blocks
+from r1stack.engine.fp8 import FP8_DTYPE, Fp8Linear, dequantize_blocks
 from r1stack.engine.models.llama import RMSNorm
 from r1stack.engine.models.mla import MLARotary, MLAttention
 from r1stack.engine.models.moe import MLP, MoE, Router
@@ -43,6 +43,7 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg, i, self.rotary) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.keep_fp8 = False  # the loader sets it: FP8 checkpoint weights stay FP8 (see engine/fp8.py)
 
     def to(self, *args, **kwargs):
         """Routers stay float32 whatever dtype the rest takes."""
@@ -85,11 +86,15 @@ class DeepseekV3ForCausalLM(nn.Module):
     # ---- weights ----------------------------------------------------------------------------------------------
     def load_weights(self, tensors) -> None:
         """Fills every parameter from (checkpoint name, tensor) pairs; FP8 weights are dequantized per block
-        with their weight_scale_inv to the model's dtype. Layers past num_layers (R1's multi-token-prediction
-        layer 61) are skipped."""
+        with their weight_scale_inv to the model's dtype, or kept as FP8 when `keep_fp8` is set. Layers past
+        num_layers (R1's multi-token-prediction layer 61) are skipped."""
         self.reset_expert_load()  # the counters were built on the meta device
         params = dict(self.named_parameters())
         block = self.cfg.fp8_block or (128, 128)
+        keep = self.keep_fp8 and self.cfg.fp8_block is not None
+        if keep:
+            for i in self.moe_layers():
+                self.layers[i].mlp.keep_fp8(block)
         pending: dict[str, dict[str, torch.Tensor]] = {}  # FP8 weights waiting for their scale, or scales
         filled: set[str] = set()
         for hf_name, tensor in tensors:
@@ -106,6 +111,10 @@ class DeepseekV3ForCausalLM(nn.Module):
                 if len(entry) < 2:
                     continue
                 del pending[key]
+                if keep:
+                    self._fill_fp8(key, hf_name, entry["weight"], entry["scale"], block, params)
+                    filled.add(key)
+                    continue
                 name, tensor = key, dequantize_blocks(entry["weight"], entry["scale"], block, torch.float32)
             self._target(name, hf_name, tensor.shape, params).copy_(tensor)
             filled.add(name)
@@ -124,16 +133,48 @@ class DeepseekV3ForCausalLM(nn.Module):
         if self.cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
 
-    def _target(self, name: str, hf_name: str, shape, params: dict) -> torch.Tensor:
+    def _fill_fp8(self, name: str, hf_name: str, weight, scale, block, params: dict) -> None:
+        """Store one FP8 weight and its block scales as they are: into the FP8 experts, or as an Fp8Linear in
+        place of the layer's nn.Linear."""
+        if _EXPERT.match(name):
+            self._target(name, hf_name, weight.shape, params, fp8=True).copy_(weight)
+            self._target(name, hf_name, scale.shape, params, fp8=True, scales=True).copy_(scale)
+            return
+        module_name = name.removesuffix(".weight")
+        try:
+            linear = self.get_submodule(module_name)
+        except AttributeError:
+            linear = None
+        if not isinstance(linear, nn.Linear):
+            raise UserError(f"the checkpoint has an FP8 tensor {hf_name!r} this architecture does not know")
+        if tuple(linear.weight.shape) != tuple(weight.shape):
+            raise UserError(
+                f"tensor {hf_name} has shape {tuple(weight.shape)}, expected {tuple(linear.weight.shape)}: "
+                f"config and weights disagree"
+            )
+        dev = linear.weight.device
+        fp8 = Fp8Linear(weight.to(dev), scale.to(dev), block, linear.bias, linear.weight.dtype)
+        parent, _, attr = module_name.rpartition(".")
+        setattr(self.get_submodule(parent), attr, fp8)
+
+    def _target(
+        self, name: str, hf_name: str, shape, params: dict, fp8: bool = False, scales: bool = False
+    ) -> torch.Tensor:
         m = _EXPERT.match(name)
         if m:
             layer, expert, proj = int(m.group(1)), int(m.group(2)), m.group(3)
             moe = self.layers[layer].mlp
             if not isinstance(moe, MoE) or expert >= moe.m.n_routed_experts:
                 raise UserError(f"the checkpoint has an expert {hf_name!r} that config.json does not declare")
-            inter = moe.m.moe_intermediate_size
-            p = moe.w2.data[expert] if proj == "down" else moe.w13.data[expert]
-            p = p if proj == "down" else p.narrow(0, 0 if proj == "gate" else inter, inter)
+            if moe.block is not None and not fp8:
+                raise UserError(
+                    f"config.json declares FP8 weights but {hf_name} is stored wide; the checkpoint is "
+                    f"inconsistent: download it again"
+                )
+            w13, w2 = (moe.w13_scale_inv, moe.w2_scale_inv) if scales else (moe.w13.data, moe.w2.data)
+            half = w13.shape[1] // 2
+            p = w2[expert] if proj == "down" else w13[expert]
+            p = p if proj == "down" else p.narrow(0, 0 if proj == "gate" else half, half)
         else:
             if name not in params:
                 raise UserError(

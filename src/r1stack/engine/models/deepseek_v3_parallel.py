@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch.distributed as dist
 from torch import nn
 
+from r1stack.engine.fp8 import Fp8Linear
 from r1stack.engine.models.deepseek_v3 import DeepseekV3ForCausalLM
 from r1stack.engine.models.mla import MLAttention
 from r1stack.engine.models.moe import MLP, MoE
@@ -51,8 +52,11 @@ def _all_reduce_hook(group):
     return hook
 
 
-def _keep(linear: nn.Linear, dim: int, start: int, size: int, rank: int) -> None:
-    linear.weight = nn.Parameter(linear.weight.data.narrow(dim, start, size).clone(), requires_grad=False)
+def _keep(linear: nn.Linear | Fp8Linear, dim: int, start: int, size: int, rank: int) -> None:
+    if isinstance(linear, Fp8Linear):
+        linear.narrow(dim, start, size)
+    else:
+        linear.weight = nn.Parameter(linear.weight.data.narrow(dim, start, size).clone(), requires_grad=False)
     if linear.bias is not None:
         bias = linear.bias.data.narrow(0, start, size).clone() if dim == 0 else linear.bias.data.clone()
         if dim == 1 and rank:  # a row-parallel layer's bias is added once, after the sum
@@ -84,6 +88,9 @@ def _shard_moe(moe: MoE, rank: int, world: int) -> None:
     n = moe.m.n_routed_experts // world
     moe.w13 = nn.Parameter(moe.w13.data[rank * n : (rank + 1) * n].clone(), requires_grad=False)
     moe.w2 = nn.Parameter(moe.w2.data[rank * n : (rank + 1) * n].clone(), requires_grad=False)
+    if moe.block is not None:  # experts kept as FP8: their scales go with them
+        moe.w13_scale_inv = moe.w13_scale_inv[rank * n : (rank + 1) * n].clone()
+        moe.w2_scale_inv = moe.w2_scale_inv[rank * n : (rank + 1) * n].clone()
     moe.first_expert = rank * n
     if moe.shared_experts is not None:
         _shard_mlp(moe.shared_experts, rank, world)

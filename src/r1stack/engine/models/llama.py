@@ -7,11 +7,11 @@ matches it token for token. q/k/v and gate/up are fused into one matmul each; th
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from r1stack.engine.attention import AttentionMetadata, paged_attention
 from r1stack.engine.config import ModelConfig
+from r1stack.engine.kernels import add_rms_norm, rms_norm, rotary, silu_mul
 
 
 class RMSNorm(nn.Module):
@@ -21,10 +21,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class Rotary(nn.Module):
@@ -49,12 +46,6 @@ class Rotary(nn.Module):
         return self.cos[positions].to(dtype).unsqueeze(1), self.sin[positions].to(dtype).unsqueeze(1)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
-
-
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -63,11 +54,15 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.h * self.d, cfg.hidden_size, bias=False)
         self.scale = self.d**-0.5
 
-    def forward(self, x, cos, sin, k_cache, v_cache, meta: AttentionMetadata):
+    def qkv(self, x, cos, sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [T, H, D] and k, v [T, Hkv, D], q and k rotated."""
         q, k, v = self.qkv_proj(x).split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
-        q = apply_rotary(q.view(-1, self.h, self.d), cos, sin)
-        k = apply_rotary(k.view(-1, self.hkv, self.d), cos, sin)
-        o = paged_attention(q, k, v.view(-1, self.hkv, self.d), k_cache, v_cache, meta, self.scale)
+        q, k = rotary(q.view(-1, self.h, self.d), k.view(-1, self.hkv, self.d), cos, sin)
+        return q, k, v.view(-1, self.hkv, self.d)
+
+    def forward(self, x, cos, sin, k_cache, v_cache, meta: AttentionMetadata):
+        q, k, v = self.qkv(x, cos, sin)
+        o = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
         return self.o_proj(o.reshape(-1, self.h * self.d))
 
 
@@ -78,11 +73,13 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x):
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(silu_mul(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
+    """Carries the residual stream beside the hidden state, so that each residual add is fused with the norm
+    that follows it (the sum is the same numbers as `x + sublayer(norm(x))`)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
@@ -90,9 +87,12 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, k_cache, v_cache, meta):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, k_cache, v_cache, meta)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, residual, cos, sin, k_cache, v_cache, meta):
+        n1, n2 = self.input_layernorm, self.post_attention_layernorm
+        h, residual = add_rms_norm(x, residual, n1.weight, n1.eps)
+        h = self.self_attn(h, cos, sin, k_cache, v_cache, meta)
+        h, residual = add_rms_norm(h, residual, n2.weight, n2.eps)
+        return self.mlp(h), residual
 
 
 class LlamaForCausalLM(nn.Module):
@@ -132,9 +132,33 @@ class LlamaForCausalLM(nn.Module):
     def forward(self, input_ids, positions, kv_caches, meta: AttentionMetadata) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
         cos, sin = self.rotary(positions, x.dtype)
+        residual = None
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
-            x = layer(x, cos, sin, k_cache, v_cache, meta)
-        return self.norm(x)
+            x, residual = layer(x, residual, cos, sin, k_cache, v_cache, meta)
+        return add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
+
+    def forward_decode(
+        self, input_ids, positions, kv_caches, meta: AttentionMetadata, layer_fn
+    ) -> torch.Tensor:
+        """A decode-only batch through `layer_fn` (engine/compiled.py's decode_layer, compiled or not)."""
+        x = self.embed_tokens(input_ids)
+        cos, sin = self.rotary(positions, x.dtype)
+        residual = torch.zeros_like(x)  # x + 0 is x exactly; one compiled graph then serves every layer
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
+            x, residual = layer_fn(
+                layer,
+                x,
+                residual,
+                cos,
+                sin,
+                k_cache,
+                v_cache,
+                meta.slot_mapping,
+                meta.block_tables,
+                meta.context_lens,
+                meta.block_size,
+            )
+        return add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

@@ -16,6 +16,7 @@ from torch import nn
 
 from r1stack.engine.attention import AttentionMetadata
 from r1stack.engine.config import MLAConfig, ModelConfig
+from r1stack.engine.fp8 import dense_weight
 from r1stack.engine.models.llama import RMSNorm
 
 
@@ -182,7 +183,7 @@ class MLAttention(nn.Module):
 
     def _decode_absorbed(self, q_nope, q_pe, latent, mask) -> torch.Tensor:
         """q_nope [B, H, nope], q_pe [B, H, rope], latent [B, L, r + rope], mask [B, 1, L] -> [B, H, vd]."""
-        w = self.kv_b_proj.weight.view(self.h, self.nope + self.vd, self.r)
+        w = dense_weight(self.kv_b_proj, q_nope.dtype).view(self.h, self.nope + self.vd, self.r)
         w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]
         c, k_pe = latent[..., : self.r], latent[..., self.r :]
         q_lat = torch.einsum("bhn,hnr->bhr", q_nope, w_uk)  # the query, moved into latent space

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from r1stack.engine.config import MoEConfig
+from r1stack.engine.fp8 import FP8_DTYPE, dequantize_blocks
 
 
 class MLP(nn.Module):
@@ -64,6 +65,31 @@ class MoE(nn.Module):
             "load", torch.zeros(e, dtype=torch.long), persistent=False
         )  # tokens routed, ever
         self.last_load = torch.zeros(e, dtype=torch.long)  # tokens routed in the latest forward
+        self.block: tuple[int, int] | None = None  # set when the experts are kept as FP8 blocks
+
+    def keep_fp8(self, block: tuple[int, int]) -> None:
+        """Hold the experts as FP8 with their block scales (most of R1's weights are experts). Gate and up are
+        blocked separately in the checkpoint, so w13's scales keep one row range per half."""
+        e, two_i, h = self.w13.shape
+        inter, (bn, bk) = two_i // 2, block
+        dev = self.w13.device
+        self.w13 = nn.Parameter(torch.empty(e, two_i, h, dtype=FP8_DTYPE, device=dev), requires_grad=False)
+        self.w2 = nn.Parameter(torch.empty(e, h, inter, dtype=FP8_DTYPE, device=dev), requires_grad=False)
+        self.w13_scale_inv = torch.empty(e, 2 * -(-inter // bn), -(-h // bk), device=dev)
+        self.w2_scale_inv = torch.empty(e, -(-h // bn), -(-inter // bk), device=dev)
+        self.block = block
+
+    def _weights(self, local: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w13, w2) of one local expert in the compute dtype."""
+        if self.block is None:
+            return self.w13[local], self.w2[local]
+        inter = self.w2.shape[2]
+        half = self.w13_scale_inv.shape[1] // 2
+        w13, s13 = self.w13[local], self.w13_scale_inv[local]
+        gate = dequantize_blocks(w13[:inter], s13[:half], self.block, dtype)
+        up = dequantize_blocks(w13[inter:], s13[half:], self.block, dtype)
+        w2 = dequantize_blocks(self.w2[local], self.w2_scale_inv[local], self.block, dtype)
+        return torch.cat((gate, up)), w2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights, ids = self.gate(x)
@@ -85,8 +111,9 @@ class MoE(nn.Module):
             if not 0 <= local < self.w13.shape[0]:
                 ys[seg] = 0  # another rank's expert: its contribution arrives through the all-reduce
                 continue
-            gate, up = F.linear(xs[seg], self.w13[local]).chunk(2, dim=-1)
-            ys[seg] = (F.linear(F.silu(gate) * up, self.w2[local]) * ws[seg, None]).to(ys.dtype)
+            w13, w2 = self._weights(local, xs.dtype)
+            gate, up = F.linear(xs[seg], w13).chunk(2, dim=-1)
+            ys[seg] = (F.linear(F.silu(gate) * up, w2) * ws[seg, None]).to(ys.dtype)
         out = torch.zeros_like(x).index_add_(0, tokens, ys)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)

@@ -14,7 +14,7 @@ from r1stack.engine.quant.formats import Int4Weights, Int8Weights, concat, from_
 from r1stack.engine.quant.linear import make_linear
 from r1stack.errors import UserError
 
-METHODS = ("none", "int8", "int4", "awq", "gguf")
+METHODS = ("none", "int8", "int4", "awq", "gguf", "fp8")
 GGUF_PACKED = ("Q4_0", "Q4_1", "Q8_0")
 AWQ_PARTS = ("qweight", "qzeros", "scales")
 
@@ -40,10 +40,25 @@ def checkpoint_quantization(src) -> str:
     return {"r1stack-int8": "int8", "awq": "awq"}.get(method, "none")
 
 
+def is_fp8_checkpoint(src) -> bool:
+    if src.format != "hf":
+        return False
+    cfg = json.loads((Path(src.path) / "config.json").read_text()).get("quantization_config") or {}
+    return cfg.get("quant_method") == "fp8"
+
+
 def plan(src, quantization: str) -> str:
     """Check the asked-for method against the checkpoint; returns what the loader will do."""
     if quantization not in METHODS:
         raise UserError(f"unknown quantization {quantization!r}; use one of {', '.join(METHODS)}")
+    if quantization == "fp8":
+        # DeepSeek's FP8 blocks kept as they are (the default on GPUs with FP8 support; see engine/fp8.py).
+        if not is_fp8_checkpoint(src):
+            raise UserError(
+                "--quantization fp8 keeps the weights of a block-scaled FP8 checkpoint (DeepSeek-V3/R1) as FP8; "
+                "this model has none: use none, int8 or int4"
+            )
+        return "fp8"
     stored = checkpoint_quantization(src)
     if stored != "none":
         if quantization not in ("none", stored):
@@ -105,7 +120,7 @@ def finish(model: nn.Module, method: str, embedding_packed: bool = False) -> Non
     """After filling, quantize the linears still in float: all of them for round-to-nearest methods; the lm_head
     alone (int8) for packed checkpoints (AWQ leaves it float; its decode matmul is the largest one). A GGUF lm_head tied
     to a Q8_0 embedding becomes int8 (the values the file holds); a float one stays float."""
-    if method != "none" and not hasattr(model, "param_for"):
+    if method not in ("none", "fp8") and not hasattr(model, "param_for"):
         # Only the Llama/Qwen2 model's layers are tested quantized; MoE experts and MLA are not yet.
         raise UserError(
             f"--quantization {method} is implemented for Llama and Qwen2 models; load this one with none"
