@@ -131,5 +131,5 @@ def test_cli_says_what_is_wrong_in_one_line(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [
-        "error: unknown quantization 'int3'; use one of none, int8, int4, awq, gguf"
+        "error: unknown quantization 'int3'; use one of none, int8, int4, awq, gguf, fp8"
     ]
