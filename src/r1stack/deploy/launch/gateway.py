@@ -21,6 +21,10 @@ from r1stack.deploy.launch.services import (
     PROXY_PORT,
     VLLM_IMAGE,
     _milvus_env,
+    deployment,
+    proxy_argv,
+    search_proxy_and_milvus,
+    service,
 )
 from r1stack.deploy.planner import Plan
 
@@ -98,10 +102,6 @@ def _gateway_env(milvus_host: str, proxy_host: str) -> dict[str, str]:
     }
 
 
-def _proxy_argv(allow: str) -> list[str]:
-    return ["r1stack", "search-proxy", "serve", "--listen", f"0.0.0.0:{PROXY_PORT}", "--allow-client", allow]
-
-
 # --- docker compose -------------------------------------------------------------------------------------------
 
 
@@ -126,7 +126,7 @@ def compose(p: Plan, vllm: Command, engine: str = "vllm") -> str:
         },
         "search-proxy": {
             "image": IMAGE,
-            "command": _proxy_argv("172.16.0.0/12"),
+            "command": proxy_argv("172.16.0.0/12"),
             "expose": [str(PROXY_PORT)],
             "restart": "unless-stopped",
         },
@@ -243,7 +243,7 @@ def kubernetes(p: Plan, vllm: Command, engine: str = "vllm", namespace: str = "r
             }
         )
         # Headless: per-pod DNS names ({engine}-i.{engine}) instead of one balanced virtual IP.
-        docs.append(_service(engine, namespace, port, labels, headless=True))
+        docs.append(service(engine, namespace, port, labels, headless=True))
     else:
         docs.append(_leader_worker_set(p, engine, namespace, container, pod_volumes, argv, len(reps)))
     gateway = {
@@ -256,47 +256,9 @@ def kubernetes(p: Plan, vllm: Command, engine: str = "vllm", namespace: str = "r
         "readinessProbe": {"httpGet": {"path": "/health", "port": API_PORT}, "periodSeconds": 10},
     }
     data = [{"name": "data", "persistentVolumeClaim": {"claimName": "r1stack-data"}}]
-    docs.append(_deployment("gateway", namespace, gateway, data))
-    docs.append(_service("gateway", namespace, API_PORT, {"app": "gateway"}))
-    proxy = {
-        "name": "search-proxy",
-        "image": IMAGE,
-        "command": _proxy_argv("10.0.0.0/8"),
-        "ports": [{"containerPort": PROXY_PORT, "name": "grpc"}],
-    }
-    docs.append(_deployment("search-proxy", namespace, proxy))
-    docs.append(_service("search-proxy", namespace, PROXY_PORT, {"app": "search-proxy"}))
-    milvus = {
-        "name": "milvus",
-        "image": MILVUS_IMAGE,
-        "command": ["milvus", "run", "standalone"],
-        "env": [{"name": k, "value": v} for k, v in _milvus_env().items()],
-        "ports": [{"containerPort": MILVUS_PORT, "name": "milvus"}],
-        "volumeMounts": [{"name": "milvus-data", "mountPath": "/var/lib/milvus"}],
-    }
-    docs.append(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": "milvus", "namespace": namespace, "labels": {"app": "milvus"}},
-            "spec": {
-                "serviceName": "milvus",
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "milvus"}},
-                "template": {"metadata": {"labels": {"app": "milvus"}}, "spec": {"containers": [milvus]}},
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "milvus-data"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": "50Gi"}},
-                        },
-                    }
-                ],
-            },
-        }
-    )
-    docs.append(_service("milvus", namespace, MILVUS_PORT, {"app": "milvus"}))
+    docs.append(deployment("gateway", namespace, gateway, data))
+    docs.append(service("gateway", namespace, API_PORT, {"app": "gateway"}))
+    docs += search_proxy_and_milvus(namespace)
     header = (
         f"# r1stack gateway in front of {len(reps)} {engine} replicas of {p.model.name} "
         f"on {p.cluster.describe()} ({p.quant}; {p.layout.describe()})\n"
@@ -356,29 +318,6 @@ def _leader_worker_set(
             },
         },
     }
-
-
-def _deployment(name: str, ns: str, container: dict, volumes: list | None = None) -> dict:
-    spec: dict[str, Any] = {"containers": [container]}
-    if volumes:
-        spec["volumes"] = volumes
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
-        },
-    }
-
-
-def _service(name: str, ns: str, port: int, selector: dict, headless: bool = False) -> dict:
-    spec: dict[str, Any] = {"selector": selector, "ports": [{"port": port, "targetPort": port}]}
-    if headless:
-        spec["clusterIP"] = "None"
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
 # --- checks -----------------------------------------------------------------------------------------------------

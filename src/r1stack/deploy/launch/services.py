@@ -133,24 +133,30 @@ def kubernetes(p: Plan, native: Command, vllm: Command, namespace: str = "r1stac
         # NCCL between the pod's GPUs needs a shared-memory segment larger than the container default
         server_container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
         volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}})
-    docs += _deployment("server", namespace, server_container, volumes=volumes)
-    docs += _service("server", namespace, API_PORT)
+    docs.append(deployment("server", namespace, server_container, volumes=volumes))
+    docs.append(service("server", namespace, API_PORT))
+    docs += search_proxy_and_milvus(namespace)
+    header = (
+        f"# r1stack for {p.model.name} on {p.cluster.describe()} ({p.quant}): {p.verdict}\n"
+        + _vllm_note(image)
+    )
+    return header + yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def proxy_argv(allow: str) -> list[str]:
+    return ["r1stack", "search-proxy", "serve", "--listen", f"0.0.0.0:{PROXY_PORT}", "--allow-client", allow]
+
+
+def search_proxy_and_milvus(namespace: str) -> list[dict]:
+    """The search proxy (Deployment + Service) and Milvus (StatefulSet + Service), the same in every layout."""
     proxy = {
         "name": "search-proxy",
         "image": IMAGE,
-        "command": [
-            "r1stack",
-            "search-proxy",
-            "serve",
-            "--listen",
-            f"0.0.0.0:{PROXY_PORT}",
-            "--allow-client",
-            "10.0.0.0/8",
-        ],
+        "command": proxy_argv("10.0.0.0/8"),
         "ports": [{"containerPort": PROXY_PORT, "name": "grpc"}],
     }
-    docs += _deployment("search-proxy", namespace, proxy)
-    docs += _service("search-proxy", namespace, PROXY_PORT)
+    docs = [deployment("search-proxy", namespace, proxy)]
+    docs.append(service("search-proxy", namespace, PROXY_PORT))
     milvus = {
         "name": "milvus",
         "image": MILVUS_IMAGE,
@@ -181,12 +187,8 @@ def kubernetes(p: Plan, native: Command, vllm: Command, namespace: str = "r1stac
             },
         }
     )
-    docs += _service("milvus", namespace, MILVUS_PORT)
-    header = (
-        f"# r1stack for {p.model.name} on {p.cluster.describe()} ({p.quant}): {p.verdict}\n"
-        + _vllm_note(image)
-    )
-    return header + yaml.safe_dump_all(docs, sort_keys=False)
+    docs.append(service("milvus", namespace, MILVUS_PORT))
+    return docs
 
 
 def _vllm_note(image: str) -> str:
@@ -202,30 +204,28 @@ def _storage(p: Plan) -> str:
     return f"{max(10, int(p.weights_gb * 1.1) + 10)}Gi"
 
 
-def _deployment(name: str, ns: str, container: dict, volumes: list | None = None) -> list[dict]:
+def deployment(name: str, ns: str, container: dict, volumes: list | None = None) -> dict:
     spec: dict[str, Any] = {"containers": [container]}
     if volumes:
         spec["volumes"] = volumes
-    return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
-            },
-        }
-    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+        },
+    }
 
 
-def _service(name: str, ns: str, port: int) -> list[dict]:
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"selector": {"app": name}, "ports": [{"port": port, "targetPort": port}]},
-        }
-    ]
+def service(name: str, ns: str, port: int, selector: dict | None = None, headless: bool = False) -> dict:
+    """A Service for `port`; the selector defaults to the pods labelled app=name."""
+    spec: dict[str, Any] = {
+        "selector": selector or {"app": name},
+        "ports": [{"port": port, "targetPort": port}],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": spec}
