@@ -4,7 +4,7 @@ import { api, ApiError, setKey, signedIn, authHeaders, errorOf, streamChat, UNAU
 import { t, translatePage } from "./i18n.js";
 import { renderMarkdown } from "./md.js";
 import { el, downloadBlob } from "./dom.js";
-import { initKnowledge, knowledgeBases } from "./kb.js";
+import { initKnowledge, renderKbChoices } from "./kb.js";
 import { startDashboard, stopDashboard } from "./dash.js";
 import { initRisk } from "./risk.js";
 import { initClinical, showClinical } from "./clinical.js";
@@ -99,21 +99,7 @@ function applySettings(s) {
 }
 
 async function refreshKbChoices() {
-  const box = $("kb-choices");
-  const chosen = state.conv?.settings?.knowledge_bases || [];
-  box.replaceChildren();
-  let names = [];
-  try { names = await knowledgeBases(); } catch { /* no kb router on this server */ }
-  if (!names.length) box.append(el("span", "muted small", t("no_kbs_selected")));
-  for (const name of names) {
-    const label = el("label", "check");
-    const input = el("input");
-    input.type = "checkbox";
-    input.value = name;
-    input.checked = chosen.includes(name);
-    label.append(input, " ", el("span", null, name));
-    box.append(label);
-  }
+  await renderKbChoices($("kb-choices"), new Set(state.conv?.settings?.knowledge_bases || []));
 }
 
 // Saves `c` (the open conversation by default); when the server cannot be reached, retries every few seconds

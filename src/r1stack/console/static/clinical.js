@@ -3,7 +3,7 @@
 import { api, authHeaders, errorOf } from "./api.js";
 import { el } from "./dom.js";
 import { t } from "./i18n.js";
-import { knowledgeBases } from "./kb.js";
+import { renderKbChoices } from "./kb.js";
 import { renderMarkdown } from "./md.js";
 
 const $ = (id) => document.getElementById(id);
@@ -48,20 +48,7 @@ function renderImages() {
 
 async function refreshKbs() {
   const box = $("clin-kbs");
-  const chosen = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
-  box.replaceChildren();
-  let names = [];
-  try { names = await knowledgeBases(); } catch { /* no kb router on this server */ }
-  if (!names.length) box.append(el("span", "muted small", t("no_kbs_selected")));
-  for (const name of names) {
-    const label = el("label", "check");
-    const input = el("input");
-    input.type = "checkbox";
-    input.value = name;
-    input.checked = chosen.has(name);
-    label.append(input, " ", el("span", null, name));
-    box.append(label);
-  }
+  await renderKbChoices(box, new Set([...box.querySelectorAll("input:checked")].map((i) => i.value)));
 }
 
 function openSource(s) {

@@ -61,6 +61,23 @@ function upload(name, files) {
   });
 }
 
+/** Fill `box` with one checkbox per knowledge base; those named in `chosen` (a Set) start checked. */
+export async function renderKbChoices(box, chosen) {
+  box.replaceChildren();
+  let names = [];
+  try { names = await knowledgeBases(); } catch { /* no kb router on this server */ }
+  if (!names.length) box.append(el("span", "muted small", t("no_kbs_selected")));
+  for (const name of names) {
+    const label = el("label", "check");
+    const input = el("input");
+    input.type = "checkbox";
+    input.value = name;
+    input.checked = chosen.has(name);
+    label.append(input, " ", el("span", null, name));
+    box.append(label);
+  }
+}
+
 export function initKnowledge() {
   $("kb-create").addEventListener("submit", async (ev) => {
     ev.preventDefault();
