@@ -27,7 +27,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--no-peers", action="store_true", help="r1stack and transformers only")
-    ap.add_argument("--enforce-eager", action="store_true", help="r1stack without the compiled decode step")
+    mode = (
+        ap.add_mutually_exclusive_group()
+    )  # default: the engine's own choice (eager on CPU, compiled on CUDA)
+    mode.add_argument("--enforce-eager", dest="enforce_eager", action="store_const", const=True, default=None)
+    mode.add_argument("--compile", dest="enforce_eager", action="store_const", const=False)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from r1stack import LLM

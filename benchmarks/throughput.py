@@ -36,7 +36,7 @@ def workload(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
 MODEL = MODEL_DEFAULT = "smollm2-135m-instruct"
 
 
-def run_r1stack(work, dtype: str, device: str, enforce_eager: bool = False) -> dict:
+def run_r1stack(work, dtype: str, device: str, enforce_eager: bool | None = None) -> dict:
     from r1stack import LLM, SamplingParams
 
     llm = LLM(
@@ -121,7 +121,11 @@ def main() -> None:
     )
     ap.add_argument("--model", default=MODEL, help="catalogue name or local path (same model for both)")
     ap.add_argument("--no-peers", action="store_true", help="r1stack and transformers only")
-    ap.add_argument("--enforce-eager", action="store_true", help="r1stack without the compiled decode step")
+    mode = (
+        ap.add_mutually_exclusive_group()
+    )  # default: the engine's own choice (eager on CPU, compiled on CUDA)
+    mode.add_argument("--enforce-eager", dest="enforce_eager", action="store_const", const=True, default=None)
+    mode.add_argument("--compile", dest="enforce_eager", action="store_const", const=False)
     args = ap.parse_args()
     MODEL = args.model
     if args.threads:

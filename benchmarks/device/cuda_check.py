@@ -4,37 +4,14 @@ compare r1stack on CUDA with transformers on CUDA: greedy equality (fp32) and th
 import sys
 from pathlib import Path
 
+import random_smollm
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 from r1stack import LLM, SamplingParams
 
-out = Path(sys.argv[1])
-out.mkdir(parents=True, exist_ok=True)
-tok = AutoTokenizer.from_pretrained("gpu-run/tokenizer")
-cfg = LlamaConfig(
-    vocab_size=49152,
-    hidden_size=576,
-    intermediate_size=1536,
-    num_hidden_layers=30,
-    num_attention_heads=9,
-    num_key_value_heads=3,
-    max_position_embeddings=8192,
-    rms_norm_eps=1e-5,
-    rope_theta=100000.0,
-    tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=2,
-)
-torch.manual_seed(0)
-m = LlamaForCausalLM(cfg)
-with torch.no_grad():
-    for n, p in m.named_parameters():
-        if "norm" not in n:
-            p.normal_(0, 0.05)
-m.save_pretrained(out, safe_serialization=True)
-tok.save_pretrained(out)
-print("wrote", out)
+out = random_smollm.build(Path(sys.argv[1]))
+tok = AutoTokenizer.from_pretrained(out)
 
 prompts = [
     "The capital of France is",

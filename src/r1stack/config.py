@@ -80,10 +80,16 @@ class KBSettings(BaseModel):
     hnsw_ef_search: int = 64
     key_groups: dict[str, list[str]] = Field(default_factory=dict)  # key id -> groups; "*" = admin
     max_file_mb: int = 64  # larger files are refused with a message; the rest of the batch still ingests
-    # Reciprocal rank fusion constant. Cormack et al.'s 60 suits fusing many deep runs; with two lists a
-    # small k lets one list's confident top rank count against the other's. 5 was chosen on a held-out
-    # split (benchmarks/kb.py: source-comment questions on half of the modules; see results/kb.json).
-    rrf_k: int = 5
+    # Fusion of the dense and BM25 rankings (reciprocal rank fusion). Cormack et al.'s k=60 suits fusing many
+    # deep runs; with two lists a smaller k lets one list's confident top rank count against the other's.
+    # These four were chosen together on a tuning split (benchmarks/kb.py: source-comment questions on half
+    # of the modules; see results/kb.json "tuning"), never on a reported question.
+    rrf_k: int = 20
+    rrf_dense_weight: float = 1.25  # the dense ranking's weight in the fusion (BM25's is 1)
+    candidate_pool: int = 200  # each ranking is read max(5*top_k, this) chunks deep before fusion
+    # At most this many chunks of one document in a search's top_k, unless too few documents match
+    # (0: no cap): repeated chunks of one document repeat one citation and crowd out other documents.
+    max_chunks_per_doc: int = 1
     embed_threads: int = 0  # >0: torch CPU threads for embedding (process-wide); 0 leaves torch's default
     # Languages the embedder reads (ISO 639-1). None: ["en"] for the bundled MiniLM, all for other models.
     # Hybrid search leaves the dense ranking out for a Chinese query when "zh" is not among them.

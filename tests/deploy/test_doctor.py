@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from r1stack.deploy.doctor import diagnose, machine_cluster
 from r1stack.deploy.hardware import GB
 from r1stack.deploy.launch.commands import check_native_argv
-from r1stack.deploy.machine import GpuFact, MachineFacts, slow_pairs
+from r1stack.deploy.machine import INTERESTING_FLAGS, GpuFact, MachineFacts, slow_pairs
 
 
 def _serve_command():
@@ -40,6 +41,12 @@ def test_doctor_on_this_machine_prints_a_plan_serve_accepts(cli, data_dir):
     assert m["cpu_model"] and m["cores_logical"] >= 1 and m["ram_total"] > 0 and m["disk_free"] > 0
     assert m["data_dir_writable"] is True and m["data_dir"] == str(data_dir)
     assert set(m["ports_free"]) == {"8000", "50551", "19530"}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # AVX-512 / AMX flags as the kernel reports them
+        have = {
+            f for line in cpuinfo.read_text().splitlines() if line.startswith("flags") for f in line.split()
+        }
+        assert m["cpu_flags"] == [f for f in INTERESTING_FLAGS if f in have]
     rec = d["recommended"]
     assert rec and rec["usable"], d
     argv = shlex.split(rec["command"])
@@ -101,6 +108,70 @@ def test_cpu_server_recommendation_and_reasons():
     # the best is the largest model that fits and reaches 5 tokens/s from 50 GB/s
     assert r.best.chosen.plan.decode_tps_single >= 5
     assert r.best_installed.model == "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize("ram_gb,flags", [(16, []), (64, ["avx2"]), (256, ["avx512f", "avx512_bf16"])])
+def test_cpu_plans_for_machines_without_gpus_parse_under_serve(ram_gb, flags):
+    """Whatever machine runs the suite: the CPU plans doctor gives GPU-less servers pass `r1stack serve`'s parser."""
+    facts = _facts([], ram_gb=ram_gb, bw=40.0)
+    facts.cpu_flags = flags
+    r = diagnose(facts, min_tokens_per_s=1, installed={"smollm2-135m-instruct"})
+    assert r.cluster.is_cpu and r.best and r.best_installed
+    cmd, ctx = _serve_command()
+    assert cmd is not None, "`r1stack serve` is not registered"
+    for v in (r.best, r.best_installed):
+        argv = v.chosen.command.argv
+        check_native_argv(argv)
+        assert argv[argv.index("--device") + 1] == "cpu"
+        cmd.make_context("serve", argv[2:], parent=ctx)  # raises if serve would refuse a flag or value
+
+
+def _fake_nvidia_smi(bin_dir) -> None:
+    """Two RTX 4090s on different PCIe root complexes, as `nvidia-smi` reports them."""
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [ "$1" = topo ]; then printf "\\tGPU0\\tGPU1\\tCPU Affinity\\n'
+        'GPU0\\t X \\tSYS\\t0-15\\nGPU1\\tSYS\\t X \\t16-31\\n"; exit 0; fi\n'
+        'echo "0, NVIDIA GeForce RTX 4090, 24564, 550.54.15"\n'
+        'echo "1, NVIDIA GeForce RTX 4090, 24564, 550.54.15"\n'
+    )
+    smi.chmod(0o755)
+
+
+def test_doctor_reads_gpus_driver_topology_and_nccl_env_from_nvidia_smi(tmp_path):
+    _fake_nvidia_smi(tmp_path / "bin")
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "CUDA_VISIBLE_DEVICES": "",  # on a GPU host torch must not see the real GPUs
+        "NCCL_SOCKET_IFNAME": "eth0",
+        "NCCL_DEBUG": "INFO",
+        "R1STACK_DATA_DIR": str(tmp_path / "data"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", "from r1stack.cli.main import main; main()", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    m = d["machine"]
+    assert [(g["index"], g["name"], g["source"]) for g in m["gpus"]] == [
+        (0, "NVIDIA GeForce RTX 4090", "nvidia-smi"),
+        (1, "NVIDIA GeForce RTX 4090", "nvidia-smi"),
+    ]
+    assert m["driver_version"] == "550.54.15"
+    assert m["slow_gpu_pairs"] == ["GPU0-GPU1:SYS", "GPU1-GPU0:SYS"]
+    assert m["nccl_env"]["NCCL_SOCKET_IFNAME"] == "eth0" and m["nccl_env"]["NCCL_DEBUG"] == "INFO"
+    assert d["device"] == "2xRTX4090"
+    assert any("torch.cuda does not" in w for w in d["warnings"])
+    assert any("linked only through the CPU" in w for w in d["warnings"])
+    rec = d["recommended"]
+    assert rec and rec["usable"] and "deepseek-r1-distill" in rec["model"]
 
 
 def test_one_h200_gets_the_70b_distill_in_fp8_through_vllm():

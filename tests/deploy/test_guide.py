@@ -33,6 +33,7 @@ def test_70b_bf16_does_not_fit_one_a100_without_4_bit(checks):
     assert 139 * GB < c.plan.weights.total_bytes < 142 * GB  # ~140 GB
     by_quant = {a.quant: a.verdict for a in c.alternatives if a.cluster.total_devices == 1}
     assert by_quant["int8"] == NO_FIT and by_quant["awq"] != NO_FIT  # 8-bit is not enough; 4-bit is
+    assert "141.1 GB" in c.finding and "80 GB" in c.finding and "awq on 1xA100-80G" in c.finding
 
 
 def test_there_is_no_13b_r1_and_the_14b_needs_8_or_4_bit_on_a_4090(checks):
@@ -41,7 +42,8 @@ def test_there_is_no_13b_r1_and_the_14b_needs_8_or_4_bit_on_a_4090(checks):
     assert c.plan.model.name == "deepseek-r1-distill-qwen-14b"
     assert c.plan.verdict == NO_FIT  # bf16 14B (29.5 GB) > 24 GB
     assert {a.quant for a in c.alternatives if a.verdict != NO_FIT} == {"int8", "int4", "gguf-q4_k_m"}
-    assert "no deepseek-r1-13b" in c.finding and "14" in c.finding
+    assert "no deepseek-r1-13b" in c.finding and "deepseek-r1-distill-qwen-14b (14.77B)" in c.finding
+    assert "29.5 GB against 24 GB" in c.finding and "int8 on 1xRTX4090" in c.finding
 
 
 def test_check_guide_cli_prints_every_verdict(cli):

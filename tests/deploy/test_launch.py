@@ -105,6 +105,24 @@ def test_cpu_plan_is_a_native_serve_command_with_only_known_flags(tmp_path):
     assert "serve_native.sh" in names and "serve_vllm.sh" not in names
 
 
+def test_native_flags_are_real_serve_options_and_the_cpu_plan_parses():
+    import typer.main
+
+    from r1stack.cli.main import app
+
+    group = typer.main.get_command(app)
+    ctx = group.make_context("r1stack", ["serve"], resilient_parsing=True)
+    serve = group.get_command(ctx, "serve")
+    options = {o for param in serve.params for o in param.opts}
+    assert set(NATIVE_FLAGS) <= options, set(NATIVE_FLAGS) - options
+    p = plan(
+        PlanRequest("deepseek-r1-distill-qwen-1.5b", "cpu-64g", quant="bf16", context=4096, concurrency=2)
+    )
+    argv = native_command(p).argv
+    parsed = serve.make_context("serve", argv[2:], parent=ctx).params
+    assert parsed["device"] == "cpu" and parsed["max_model_len"] == 4096 and parsed["kv_cache_bytes"] > 0
+
+
 def test_native_flag_check_rejects_foreign_flags():
     with pytest.raises(ValueError):
         check_native_argv(["r1stack", "serve", "--tensor-parallel-size", "2"])

@@ -45,6 +45,20 @@ def test_int4_matmul_matches_dequantized_reference(group, rows):
     assert _rel_err(lin(x), ref) < REL_TOL
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's tinygemm int4 kernel needs a GPU")
+def test_int4_cuda_kernel_matches_dequantized_reference():
+    cuda = torch.device("cuda")
+    w = torch.randn(256, 384)
+    for group in (32, 64, 128):
+        q = int4_rtn(w, group)
+        lin = Int4Linear(q, None, cuda)
+        assert lin.kernel == "cuda"
+        for rows in (1, 7, 64):
+            x = torch.randn(rows, 384)
+            ref = F.linear(x, q.dequantize())
+            assert _rel_err(lin(x.to(cuda)).cpu(), ref) < REL_TOL, (group, rows)
+
+
 def test_int4_fallback_for_shapes_the_kernel_refuses():
     w = torch.randn(40, 64)  # 40 rows: the CPU packing wants a multiple of 16
     q = int4_rtn(w, 32)

@@ -172,14 +172,15 @@ def mobile(r: random.Random, prefixes: list[str] = MOBILE_PREFIXES) -> str:
 
 def landline(r: random.Random) -> str:
     area = r.choice(["010", "021", "020", "022", "028", "0755", "0571", "0512", "0731", "0351"])
-    local = r.choice("2345678") + _digits(r, 7 if len(area) == 4 and r.random() < 0.3 else 7)
+    # four-digit areas (0755, 0571, ...) also have seven-digit local numbers
+    local = r.choice("2345678") + _digits(r, 6 if len(area) == 4 and r.random() < 0.3 else 7)
     style = r.randrange(4)
     if style == 1:
         return f"({area}){local}"
     if style == 2:
         return f"+86-{area[1:]}-{local}"
     if style == 3:
-        return f"{area} {local[:4]} {local[4:]}"
+        return f"{area} {local[:-4]} {local[-4:]}"  # 0755 2345 6789, 0755 234 5678
     return f"{area}-{local}"
 
 

@@ -2,6 +2,7 @@
 link to each other, and `r1stack audit verify` says the same from the command line."""
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -48,6 +49,17 @@ def test_records_chain_and_hide_text_by_default(settings):
     assert log.verify().ok and log.verify().records == 3
 
 
+def test_record_fields(settings):
+    rec = AuditLog(settings).append(event(0), now=DAY2)
+    assert rec["request_id"] == "req-0" and rec["key_id"] == "key-ops"
+    assert rec["time"] == "2026-11-28T00:01:00.000+00:00" and rec["model"] == "smollm2-135m-instruct"
+    assert rec["kb_sources"] == ["policies/loans.pdf#3"] and rec["web_queries"] == ["LPR 2026"]
+    assert rec["redactions"] == {"MOBILE": 1} and rec["watermark"] is True and rec["status"] == "ok"
+    assert rec["prompt_sha256"] == hashlib.sha256("客户13812345678问题0".encode()).hexdigest()
+    assert rec["output_sha256"] == hashlib.sha256(b"answer 0").hexdigest()
+    assert "prompt" not in rec and "output" not in rec
+
+
 def test_full_text_when_configured(tmp_path):
     log = AuditLog(Settings(data_dir=tmp_path, guard={"audit_full_text": True}))
     rec = log.append(event(0))
@@ -75,7 +87,9 @@ def test_every_changed_byte_names_its_record(settings):
 
 def test_appending_after_verify_keeps_the_chain(settings):
     AuditLog(settings).append(event(0), now=DAY1)
+    assert AuditLog(settings).verify().records == 1
     AuditLog(settings).append(event(1), now=DAY2)  # a new day, a new file, linked to yesterday's last record
+    assert AuditLog(settings).verify().ok
     AuditLog(settings).append(event(2), now=DAY2)
     report = AuditLog(settings).verify()
     assert report.ok and report.records == 3 and report.files == 2

@@ -70,6 +70,27 @@ def test_every_split_position(entity, value, policy):
         assert "".join(chunks) == whole.text
 
 
+@pytest.mark.parametrize("entity,value", CASES, ids=[f"{e}:{v}" for e, v in CASES])
+def test_block_at_every_split_position_sends_only_the_text_before(entity, value):
+    pii = PiiFilter("block")
+    for text in texts(entity, value):
+        before = text[: text.index(value)]
+        for cut in range(len(text) + 1):
+            chunks, s = stream(pii, [text[:cut], text[cut:]])
+            assert s.blocked and s.counts == {entity: 1}, (text, cut)
+            assert "".join(chunks) == before, (text, cut)
+
+
+def test_custom_pattern_split_anywhere():
+    pii = PiiFilter("redact", {"EMPLOYEE_ID": r"EMP-\d{6}"})
+    text = "工号EMP-004211已离职，请停用其账号。"
+    whole = pii.redact(text).text
+    assert whole == "工号[EMPLOYEE_ID]已离职，请停用其账号。"
+    for cut in range(len(text) + 1):
+        chunks, _ = stream(pii, [text[:cut], text[cut:]])
+        assert "".join(chunks) == whole and not any("EMP-" in c or "0042" in c for c in chunks), cut
+
+
 def test_random_chunking_over_the_corpus():
     pii = PiiFilter()
     r = random.Random(5)

@@ -73,6 +73,11 @@ def test_repeated_ngrams_count_once():
     assert d.scored == 2 and d.verdict == "too short"
 
 
+def test_defaults_are_the_papers(tmp_path):
+    p = WatermarkParams.from_settings(Settings(data_dir=tmp_path))
+    assert (p.gamma, p.delta, p.context, p.z_threshold) == (0.25, 2.0, 1, 4.0) and p.key
+
+
 def test_settings_drive_both_sides(tmp_path):
     settings = Settings(
         data_dir=tmp_path, guard={"watermark_key": "bank-key", "watermark_gamma": 0.5, "watermark_delta": 4.0}

@@ -1,10 +1,11 @@
-"""Real `r1stack serve` processes shared by the server tests (two per session: an open one with API keys, and a
-locked one with TLS, an allowlist, a tiny queue and a short timeout)."""
+"""Real `r1stack serve` processes shared by the server tests (per session: an open one with API keys, a locked
+one with TLS, an allowlist, a tiny queue and a short timeout, and one serving a tiny R1-style model)."""
 
 from __future__ import annotations
 
 import pytest
 from serverproc import KEYS, Server, start_server, stop_server
+from tinyr1 import TINY_R1_KEY, build_tiny_r1
 
 
 @pytest.fixture(scope="session")
@@ -38,5 +39,21 @@ def locked_server(tmp_path_factory) -> Server:
         keys=KEYS,
         verify=str(cert),
     )
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def tiny_r1_dir(tmp_path_factory):
+    return build_tiny_r1(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_r1(tiny_r1_dir, tmp_path_factory) -> Server:
+    """The tiny R1-style model, reasoning parser left at auto; its one key comes from R1STACK_API_KEYS."""
+    s = start_server(
+        tmp_path_factory.mktemp("tiny-r1"), model=tiny_r1_dir, env={"R1STACK_API_KEYS": TINY_R1_KEY}
+    )
+    s.keys = {"env": TINY_R1_KEY}
     yield s
     stop_server(s)

@@ -75,6 +75,8 @@ def start_server(
     verify: str | bool = True,
     timeout_s: float = 300,
     env: dict[str, str] | None = None,
+    model: Path | None = None,
+    code: str = "from r1stack.cli.main import main; main()",
 ) -> Server:
     port = free_port()
     data_dir = tmp / "data"
@@ -91,10 +93,10 @@ def start_server(
     cmd = [
         sys.executable,
         "-c",
-        "from r1stack.cli.main import main; main()",
+        code,  # a test may run something first in the server process (a fault to inject)
         "serve",
         "--model",
-        str(installed_model()),
+        str(model or installed_model()),
         "--served-model-name",
         MODEL_NAME,
         "--port",

@@ -84,11 +84,13 @@ def test_full_queue_answers_429_with_retry_after(locked_server):
                 started.set()
                 break
         assert started.is_set()
+        rejected = locked_server.metric("r1stack:request_rejected_total")
         client = locked_server.openai(KEYS["bob"])
         with pytest.raises(openai.RateLimitError) as e:
             client.chat.completions.create(model=MODEL_NAME, messages=QUESTION, max_tokens=2)
         assert e.value.response.headers["retry-after"].isdigit()
         assert e.value.body["type"] == "rate_limit_error"
+        assert locked_server.metric("r1stack:request_rejected_total") == rejected + 1
     # The stream was dropped: the slot comes back and requests are served again.
     client = locked_server.openai(KEYS["bob"])
     for _ in range(100):

@@ -203,7 +203,9 @@ def doctor_cmd(
         5.0, "--min-tokens-per-s", help="Slowest acceptable decode per stream."
     ),
     quantized: bool = typer.Option(
-        False, "--quantized", help="Also try int8/int4 weights (needs the engine's --quantization support)."
+        False,
+        "--quantized",
+        help="Also try int8/int4 weights (quantized at load; smaller, somewhat less accurate).",
     ),
     out_dir: Path = typer.Option(
         None, "--out", help="Also write launch files for the ready-to-run plan here."

@@ -18,8 +18,8 @@ from r1stack.deploy.planner import NO_FIT, Plan, PlanRequest, plan
 CPU_QUANTS_BF16 = ("bf16", "fp32", "int8", "int4")
 CPU_QUANTS_FP32 = ("fp32", "bf16", "int8", "int4")
 GPU_QUANTS = ("bf16", "fp8", "int8", "int4")
-# Weight-only int8/int4 are tried only when asked: `r1stack serve --quantization int8|int4` arrives with the
-# engine's quantization work, and until then a recommendation in those formats would be refused at start.
+# Weight-only int8/int4 (round-to-nearest at load, `r1stack serve --quantization int8|int4`) are tried only
+# when asked: they trade answer quality for size, a choice the doctor leaves to the user.
 QUANTIZED = ("int8", "int4")
 
 

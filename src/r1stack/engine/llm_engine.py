@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from r1stack.engine import store
+from r1stack.engine import cpu_attention, packed_linear, store
 from r1stack.engine.block_manager import BlockManager
 from r1stack.engine.compiled import DecodeStep
 from r1stack.engine.config import EngineArgs
@@ -116,6 +116,11 @@ class LLMEngine:
         eager = args.enforce_eager if args.enforce_eager is not None else self.device.type == "cpu"
         decode_step = None if eager else DecodeStep(self.device, args.data_dir)
         self.runner = ModelRunner(self.model, self.kv_cache, self.device, decode_step, args.max_num_seqs)
+        if decode_step is None and packed_linear.can_pack(self.device, self.dtype):
+            log.info("pre-packed %d linear weights for oneDNN", packed_linear.pack_linears(self.model))
+        if self.device.type == "cpu" and self.runner.decode_by_blocks:
+            # Built (first start on a machine, about a minute) or loaded now, not in the first request's time.
+            cpu_attention.available()
         if decode_step is not None and self.runner.decode_step is not None:
             decode_step.compile(self.model, args.block_size)
         eos = set(cfg.eos_token_ids)

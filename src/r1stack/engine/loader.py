@@ -113,7 +113,7 @@ def _generation_defaults(src: ModelSource) -> dict:
     if path is None or not path.exists():
         return {}
     raw = json.loads(path.read_text())
-    return {k: raw[k] for k in ("temperature", "top_p", "top_k", "repetition_penalty") if k in raw}
+    return {k: raw[k] for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty") if k in raw}
 
 
 def _fill(model: LlamaForCausalLM, tensors) -> None:

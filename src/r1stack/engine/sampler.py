@@ -23,6 +23,10 @@ class Sampler:
     def __call__(
         self, seqs: list[Sequence], logits: torch.Tensor
     ) -> tuple[list[int], list[PositionLogprobs | None]]:
+        if all(_plain_greedy(s) for s in seqs):
+            # The common serving step (greedy, nothing to adjust): one argmax. The general path's copies and scans
+            # of [B, vocab] cost ~25 ms a step at B=64 on a CPU; argmax is 3x faster in fp32 than in bf16 there.
+            return logits.float().argmax(dim=-1).tolist(), [None] * len(seqs)
         logits = logits.float()
         raw_logprobs = None
         if any(s.params.logprobs is not None for s in seqs):
@@ -101,6 +105,17 @@ class Sampler:
     @staticmethod
     def _logprobs(row: torch.Tensor, chosen: int, k: int) -> PositionLogprobs:
         return position_logprobs(row, chosen, k)
+
+
+def _plain_greedy(s: Sequence) -> bool:
+    p = s.params
+    return (
+        p.greedy
+        and p.logprobs is None
+        and not p.logits_processors
+        and not p.needs_penalties
+        and s.num_output_tokens >= p.min_tokens
+    )
 
 
 def position_logprobs(row: torch.Tensor, chosen: int, k: int) -> PositionLogprobs:

@@ -21,6 +21,8 @@ class Recognizer:
     pattern: regex.Pattern
     score: Scorer  # matched text -> base confidence, None when the text fails validation
     context: tuple[str, ...] = ()  # lower-case words near a match that make it more likely
+    # Phrases that, when they hold a context word, are about something else ("identity card no." holds "card no")
+    context_unless: tuple[str, ...] = ()
 
 
 def _digits(s: str) -> str:
@@ -102,7 +104,11 @@ def _score_card(s: str) -> float | None:
 
 
 def _score_uscc(s: str) -> float | None:
-    return 0.85 if cs.valid_uscc(s) else None
+    if not cs.valid_uscc(s):
+        return None
+    # Eighteen digits with a region and a birth date where an ID has them: one check in 341 lets a mistyped ID
+    # pass both USCC checks, so only a USCC context word makes it one.
+    return 0.3 if cs.id18_structure_ok(s) else 0.85
 
 
 _PASSPORT_CN = regex.compile(r"E\d{8}|E[A-HJ-NP-Z]\d{7}|G\d{8}")
@@ -182,7 +188,7 @@ BUILTIN: tuple[Recognizer, ...] = (
     Recognizer(
         "MOBILE",
         regex.compile(
-            r"(?<![0-9+])(?:(?:\+|00)?86[ -]?|\(\+?86\)[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z])"
+            r"(?<![0-9A-Za-z+])(?:(?:\+|00)?86[ -]?|\(\+?86\)[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9A-Za-z])"
         ),
         _score_mobile,
         _PHONE_WORDS + ("微信",),
@@ -196,7 +202,8 @@ BUILTIN: tuple[Recognizer, ...] = (
     Recognizer(
         "BANK_CARD",
         regex.compile(
-            r"(?<![0-9A-Za-z])(?:\d{13,19}|\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?|\d{4}[ -]\d{6}[ -]\d{4,5})(?![0-9A-Za-z])"
+            # "+" before digits starts an international phone number, never a card
+            r"(?<![0-9A-Za-z+])(?:\d{13,19}|\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?|\d{4}[ -]\d{6}[ -]\d{4,5})(?![0-9A-Za-z])"
         ),
         _score_card,
         (
@@ -226,6 +233,7 @@ BUILTIN: tuple[Recognizer, ...] = (
             "unionpay",
             "iban",
         ),
+        ("identity card", "id card", "resident card"),
     ),
     Recognizer(
         "USCC",

@@ -22,6 +22,7 @@ _DIGIT_ENTITIES = frozenset({"ID_CARD", "MOBILE", "LANDLINE", "BANK_CARD"})
 # Context words count only inside the match's own clause: the next clause may be about another number.
 _CLAUSE_END = regex.compile(r"[。；;！？!?\n，]|, ")
 _LATIN_WORD = regex.compile(r"[A-Za-z]+")
+_DIGIT = regex.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Scanner:
         self.recognizers = recognizers
         self.threshold = threshold
         self._context = [_words_pattern(r.context) for r in recognizers]
+        self._unless = [_words_pattern(r.context_unless) for r in recognizers]
         self._negative = _words_pattern(NEGATIVE_CONTEXT)
 
     def _finding(self, i: int, text: str, start: int, end: int) -> Finding | None:
@@ -98,10 +100,15 @@ class Scanner:
         own_before = before[cuts[-1].end() :] if cuts else before
         cut = _CLAUSE_END.search(after)
         own_after = after[: cut.start()] if cut else after
+        # Words between this match and a further number lead in to that one: in "交易号6200… and 信用卡：3462…"
+        # 信用卡 names the second number, not the first.
+        if _DIGIT.search(own_after):
+            own_after = ""
         score = base
-        ctx = self._context[i]
+        ctx, unless = self._context[i], self._unless[i]
         if ctx is not None and (ctx.search(own_before) or ctx.search(own_after)):
-            score += POSITIVE_BOOST
+            if unless is None or not (unless.search(own_before) or unless.search(own_after)):
+                score += POSITIVE_BOOST
         # Negative words look backwards only: "order 2023…" names what follows, not what came before.
         if self._negative.search(own_before[-NEGATIVE_BEFORE:]):
             score -= NEGATIVE_PENALTY

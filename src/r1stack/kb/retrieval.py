@@ -1,4 +1,5 @@
-"""Hybrid retrieval: dense (vector index) and BM25 candidates fused with reciprocal rank fusion, access-filtered."""
+"""Hybrid retrieval: dense (vector index) and BM25 candidates fused with reciprocal rank fusion, access-filtered,
+at most `kb.max_chunks_per_doc` chunks of one document in the answer."""
 
 from __future__ import annotations
 
@@ -7,21 +8,13 @@ from r1stack.errors import UserError
 from r1stack.kb.access import Access, access_for_key
 from r1stack.kb.bm25 import bm25_search
 from r1stack.kb.embedder import BUNDLED_LANGUAGES, is_bundled
+from r1stack.kb.fusion import cap_per_group, rrf
 from r1stack.kb.knowledge_base import KnowledgeBase, open_kb
 from r1stack.kb.models import Hit
 from r1stack.kb.reranker import rerank_scores
 from r1stack.kb.text import has_cjk
 
 MODES = ("hybrid", "dense", "bm25")
-
-
-def rrf(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion: each list adds 1/(k + rank); ties keep first-seen order."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
 def visible_doc_keys(kb: KnowledgeBase, access: Access) -> list[str] | None:
@@ -54,19 +47,27 @@ def dense_search(
         ) from e
 
 
+def candidate_pool(kb: KnowledgeBase, top_k: int) -> int:
+    """How deep each ranking is read: `max(5*top_k, kb.candidate_pool)` chunks."""
+    return max(top_k * 5, kb.settings.kb.candidate_pool)
+
+
 def candidate_rankings(
     kb: KnowledgeBase, query: str, top_k: int, doc_keys: list[str] | None, mode: str = "hybrid"
-) -> list[list[str]]:
-    """The chunk-id rankings that `search` fuses: dense and/or BM25, each `max(5*top_k, 30)` deep."""
-    pool = max(top_k * 5, 30)
+) -> tuple[list[list[str]], list[float]]:
+    """The chunk-id rankings that `search` fuses (dense and/or BM25, `candidate_pool` deep) and their weights."""
+    pool = candidate_pool(kb, top_k)
     rankings: list[list[str]] = []
+    weights: list[float] = []
     if mode == "hybrid" and not reads_query_language(kb, query):
         mode = "bm25"  # fusing a ranking from a model that cannot read the query only adds noise
     if mode in ("hybrid", "dense"):
         rankings.append([cid for cid, _ in dense_search(kb, query, pool, doc_keys)])
+        weights.append(kb.settings.kb.rrf_dense_weight)
     if mode in ("hybrid", "bm25"):
         rankings.append([cid for cid, _ in bm25_search(kb, query, pool, doc_keys)])
-    return rankings
+        weights.append(1.0)
+    return rankings, weights
 
 
 def search(
@@ -81,7 +82,8 @@ def search(
     doc_keys = visible_doc_keys(kb, access)
     if doc_keys is not None and not doc_keys:
         return []
-    fused = rrf(candidate_rankings(kb, query, top_k, doc_keys, mode), kb.settings.kb.rrf_k)
+    rankings, weights = candidate_rankings(kb, query, top_k, doc_keys, mode)
+    fused = rrf(rankings, kb.settings.kb.rrf_k, weights)
 
     # The record decides what exists and who may see it: a stale or foreign index entry never surfaces.
     chunks = kb.record.chunks([cid for cid, _ in fused])
@@ -98,7 +100,13 @@ def search(
         for h, s in zip(hits, scores, strict=True):
             h.score = s
         hits.sort(key=lambda h: -h.score)
-    return hits[:top_k]
+    return cap_per_document(hits, top_k, kb.settings.kb.max_chunks_per_doc)
+
+
+def cap_per_document(hits: list[Hit], top_k: int, per_doc: int) -> list[Hit]:
+    """The best `top_k` hits with at most `per_doc` chunks of one document unless too few documents are left
+    (0: no cap). Four chunks of one document in a top 5 repeat one citation and crowd out the others."""
+    return cap_per_group(hits, top_k, per_doc, lambda h: (h.kb, h.document))
 
 
 def retrieve(
@@ -111,7 +119,7 @@ def retrieve(
     for name in dict.fromkeys(kb_names):
         hits.extend(search(open_kb(settings, name), query, k, access))
     hits.sort(key=lambda h: -h.score)
-    return hits[:k]
+    return cap_per_document(hits, k, settings.kb.max_chunks_per_doc)
 
 
 class Retriever:

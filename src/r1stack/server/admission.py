@@ -3,6 +3,8 @@ Retry-After, before any work is done. A slot is released exactly once, even if a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.responses import StreamingResponse
 
 from r1stack.server.errors import APIError
@@ -20,14 +22,23 @@ class Slot:
 
 
 class Admission:
-    def __init__(self, max_running: int, max_waiting: int, retry_after_s: int = 1):
+    def __init__(
+        self,
+        max_running: int,
+        max_waiting: int,
+        retry_after_s: int = 1,
+        on_reject: Callable[[], None] | None = None,
+    ):
         self.capacity = max(1, max_running + max_waiting)
         self.retry_after_s = retry_after_s
         self.in_flight = 0
+        self._on_reject = on_reject  # counts refusals (the request_rejected metric)
 
     def admit(self, n: int = 1) -> Slot:
         # One request always fits an idle server, whatever its n.
         if self.in_flight and self.in_flight + n > self.capacity:
+            if self._on_reject is not None:
+                self._on_reject()
             raise APIError(
                 429,
                 f"the server is at capacity ({self.in_flight} sequences running or queued, limit {self.capacity}); "

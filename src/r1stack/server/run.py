@@ -77,12 +77,15 @@ def build_state(engine, settings: Settings) -> tuple[ServerState, list[str]]:
     ]
     names = [n.strip() for n in (s.served_model_name or info.name).split(",") if n.strip()]
     pipeline, missing = Pipeline.from_settings(engine, settings)
+    metrics = ServerMetrics(engine.stats, names[0])
     state = ServerState(
         engine=engine,
         pipeline=pipeline,
         settings=settings,
-        metrics=ServerMetrics(engine.stats, names[0]),
-        admission=Admission(settings.engine.max_num_seqs, s.max_waiting),
+        metrics=metrics,
+        admission=Admission(
+            settings.engine.max_num_seqs, s.max_waiting, on_reject=metrics.rejected.labels(names[0]).inc
+        ),
         served_names=names,
         reasoning=reasoning,
         request_timeout_s=s.request_timeout_s or None,

@@ -1,5 +1,6 @@
-"""Weight-only quantized linear layers: int8 per output channel and int4 group-wise, on PyTorch's packed CPU
-kernels where they apply, else a plain dequantize-then-matmul fallback (same numbers, no speed-up)."""
+"""Weight-only quantized linear layers: int8 per output channel and int4 group-wise, on PyTorch's packed kernels
+where they apply (int8 and int4 on CPU, int4 through tinygemm on CUDA), else a plain dequantize-then-matmul
+fallback (same numbers, no speed-up)."""
 
 from __future__ import annotations
 
@@ -54,16 +55,31 @@ class Int4Linear(nn.Module):
         super().__init__()
         self.out_features, self.in_features = w.q.shape
         self.group_size = w.group_size
-        # The CPU packing wants N divisible by 16; other shapes (and other devices) take the fallback.
-        self.packed = (
-            device.type == "cpu"
-            and _has_op("_weight_int4pack_mm_for_cpu")
-            and self.out_features % 16 == 0
-            and self.in_features % 2 == 0
-        )
-        if self.packed:
+        # The CPU packing wants N divisible by 16; CUDA's tinygemm layout wants N divisible by 8, K by 32 (two
+        # inner K tiles) and a group of 32-256. Other shapes take the fallback.
+        n, k = self.out_features, self.in_features
+        self.kernel = None
+        if device.type == "cpu" and _has_op("_weight_int4pack_mm_for_cpu") and n % 16 == 0 and k % 2 == 0:
+            self.kernel = "cpu"
+        elif (
+            device.type == "cuda"
+            and _has_op("_weight_int4pack_mm")
+            and n % 8 == 0
+            and k % 32 == 0
+            and self.group_size in (32, 64, 128, 256)
+        ):
+            self.kernel = "cuda"
+        self.packed = self.kernel is not None
+        if self.kernel == "cpu":
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(w.q.to(torch.int32).contiguous(), 1)
             self.register_buffer("qweight", packed.to(device))
+        elif self.kernel == "cuda":
+            q = w.q.to(torch.int32)
+            nibbles = (q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8)  # [N, K/2], even columns high
+            self.register_buffer(
+                "qweight", torch.ops.aten._convert_weight_to_int4pack(nibbles.to(device).contiguous(), 2)
+            )
+        if self.packed:
             sz = torch.stack([w.scale, w.zero], dim=-1).transpose(0, 1).contiguous()  # [G, N, 2]
             self.register_buffer("scales_zeros", sz.to(device, KERNEL_DTYPE))
         else:
@@ -77,9 +93,12 @@ class Int4Linear(nn.Module):
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
         if self.packed:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                x2.to(KERNEL_DTYPE), self.qweight, self.group_size, self.scales_zeros
-            ).to(x.dtype)
+            mm = (
+                torch.ops.aten._weight_int4pack_mm_for_cpu
+                if self.kernel == "cpu"
+                else torch.ops.aten._weight_int4pack_mm
+            )
+            y = mm(x2.to(KERNEL_DTYPE), self.qweight, self.group_size, self.scales_zeros).to(x.dtype)
         else:
             n, k, g = self.out_features, self.in_features, self.group_size
             q = self.qweight.view(n, k // g, g).to(x.dtype) - 8
