@@ -14,8 +14,11 @@ Where no compiler is found the build fails once, the log says so, and decoding k
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -168,6 +171,10 @@ def _build():
     with _lock:
         if _ext is None and not _failed:
             t0 = time.perf_counter()
+            # The ninja that pip installed beside this interpreter, when the venv is not on PATH (make test).
+            bindir = str(Path(sys.executable).parent)
+            if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
             try:
                 from torch.utils.cpp_extension import load_inline
 
