@@ -13,6 +13,7 @@ Where no compiler is found the build fails once, the log says so, and decoding k
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -179,7 +180,7 @@ def _build():
                 from torch.utils.cpp_extension import load_inline
 
                 _ext = load_inline(
-                    name="r1stack_paged_attention_v5",
+                    name=f"r1stack_paged_attention_v5_{_cpu_tag()}",
                     cpp_sources=_SOURCE,
                     functions=["paged_decode_attention"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno"],
@@ -192,6 +193,18 @@ def _build():
                     "CPU attention kernel not built (%s); using PyTorch attention", str(e).splitlines()[0]
                 )
     return _ext
+
+
+def _cpu_tag() -> str:
+    """The build uses -march=native: a home directory shared by machines with other CPUs (a cluster's NFS home)
+    must not hand one machine's build to another, where it could stop on an illegal instruction."""
+    try:
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        flags = ""
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
 def available() -> bool:
