@@ -46,6 +46,14 @@ def write_results(name: str, payload: dict) -> Path:
     return path
 
 
+def add_engine_mode(ap) -> None:
+    """--enforce-eager / --compile for r1stack's decode step; neither: the engine's own choice (eager on CPU,
+    compiled on CUDA). The parsed value is `enforce_eager` (True, False or None), as LLM(...) takes it."""
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--enforce-eager", dest="enforce_eager", action="store_const", const=True, default=None)
+    mode.add_argument("--compile", dest="enforce_eager", action="store_const", const=False)
+
+
 def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title)
     for c in columns:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import DATA_DIR, print_table, run_peer, safetensors_copy, write_results  # noqa: E402
+from common import DATA_DIR, add_engine_mode, print_table, run_peer, safetensors_copy, write_results  # noqa: E402
 from quant import MODEL, prompt_ids, speed_r1stack, speed_transformers
 
 VARIANTS = [
@@ -27,11 +27,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--no-peers", action="store_true", help="r1stack and transformers only")
-    mode = (
-        ap.add_mutually_exclusive_group()
-    )  # default: the engine's own choice (eager on CPU, compiled on CUDA)
-    mode.add_argument("--enforce-eager", dest="enforce_eager", action="store_const", const=True, default=None)
-    mode.add_argument("--compile", dest="enforce_eager", action="store_const", const=False)
+    add_engine_mode(ap)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from r1stack import LLM

@@ -16,6 +16,7 @@ import time
 import torch
 from common import (
     DATA_DIR,
+    add_engine_mode,
     print_table,
     run_peer,
     safetensors_copy,
@@ -121,11 +122,7 @@ def main() -> None:
     )
     ap.add_argument("--model", default=MODEL, help="catalogue name or local path (same model for both)")
     ap.add_argument("--no-peers", action="store_true", help="r1stack and transformers only")
-    mode = (
-        ap.add_mutually_exclusive_group()
-    )  # default: the engine's own choice (eager on CPU, compiled on CUDA)
-    mode.add_argument("--enforce-eager", dest="enforce_eager", action="store_const", const=True, default=None)
-    mode.add_argument("--compile", dest="enforce_eager", action="store_const", const=False)
+    add_engine_mode(ap)
     args = ap.parse_args()
     MODEL = args.model
     if args.threads:

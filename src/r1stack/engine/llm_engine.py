@@ -118,7 +118,8 @@ class LLMEngine:
         self.runner = ModelRunner(self.model, self.kv_cache, self.device, decode_step, args.max_num_seqs)
         if decode_step is None and packed_linear.can_pack(self.device, self.dtype):
             log.info("pre-packed %d linear weights for oneDNN", packed_linear.pack_linears(self.model))
-        if self.device.type == "cpu" and self.runner.decode_by_blocks:
+        uses_kernel = decode_step is not None or self.dtype != torch.float32  # eager fp32 keeps SDPA
+        if self.device.type == "cpu" and self.runner.decode_by_blocks and uses_kernel:
             # Built (first start on a machine, about a minute) or loaded now, not in the first request's time.
             cpu_attention.available()
         if decode_step is not None and self.runner.decode_step is not None:
