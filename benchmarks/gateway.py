@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 from common import print_table, write_results
 from rich.progress import Progress
@@ -86,15 +87,16 @@ def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
     sys.exit(f"{url} did not come up:\n{log.read_text()[-2000:]}")
 
 
-async def one(client: httpx.AsyncClient, url: str, model: str) -> tuple[float, float, int]:
+async def one(http: aiohttp.ClientSession, url: str, model: str) -> tuple[float, float, int]:
     body = {"model": model, "messages": [{"role": "user", "content": "go"}], "stream": True}
     t0 = time.perf_counter()
     first = last = None
     n = 0
-    async with client.stream("POST", url, json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: {"):
+    async with http.post(url, json=body) as r:
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}: {(await r.read())[:200]!r}")
+        async for line in r.content:  # one SSE line at a time
+            if not line.startswith(b"data: {"):
                 continue
             obj = json.loads(line[6:])
             if "error" in obj:
@@ -109,9 +111,16 @@ async def one(client: httpx.AsyncClient, url: str, model: str) -> tuple[float, f
     return first - t0, (last - first) / max(1, n - 1), n
 
 
+def session() -> aiohttp.ClientSession:
+    """The clients' HTTP: aiohttp, the lightest Python client we know, because on 2 cores the clients' own CPU
+    competes with the gateway being measured (httpx's cost here was more than the gateway's)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=120)
+    )
+
+
 async def run(url: str, model: str, clients: int) -> dict:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    async with session() as client:
         results = await asyncio.gather(
             *(one(client, url, model) for _ in range(clients)), return_exceptions=True
         )
@@ -131,14 +140,13 @@ async def run(url: str, model: str, clients: int) -> dict:
 
 async def run_steady(url: str, model: str, streams: int, seconds: float, stream_s: float) -> dict:
     """`streams` clients each streaming back to back for `seconds`; stats of requests started in steady state."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     t_start = time.perf_counter()
     warm = t_start + stream_s * 2  # every client has started, and finished one stream, by then
     end = t_start + seconds
     stats: list[tuple[float, float, int]] = []
     errors: list[str] = []
 
-    async def client(i: int, http: httpx.AsyncClient) -> None:
+    async def client(i: int, http: aiohttp.ClientSession) -> None:
         await asyncio.sleep(i * stream_s / streams)  # staggered: starts spread evenly over one stream
         while time.perf_counter() < end:
             started = time.perf_counter()
@@ -150,7 +158,7 @@ async def run_steady(url: str, model: str, streams: int, seconds: float, stream_
             if started >= warm:
                 stats.append(r)
 
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+    async with session() as http:
         await asyncio.gather(*(client(i, http) for i in range(streams)))
     ttft = sorted(r[0] for r in stats)
     tpot = sorted(r[1] for r in stats)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import aclosing
@@ -161,7 +162,7 @@ async def _whole(
     usage = Usage(
         prompt_tokens=n_prompt, completion_tokens=completion_tokens, total_tokens=n_prompt + completion_tokens
     )
-    _finish(
+    await _finish(
         st,
         clock,
         request_id,
@@ -253,7 +254,7 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
         usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
         if include_usage:
             yield chunk([], usage=usage)
-        _finish(
+        await _finish(
             st,
             clock,
             request_id,
@@ -278,7 +279,7 @@ async def _stream(st: ServerState, req, prepared, params, request_id, model, cal
     yield DONE
 
 
-def _finish(
+async def _finish(
     st: ServerState,
     clock,
     request_id,
@@ -292,7 +293,9 @@ def _finish(
     replica=None,
 ) -> None:
     clock.observe(st.metrics, usage.prompt_tokens, usage.completion_tokens, finish_reason)
-    st.pipeline.record(
+    # In a worker thread: the audit append waits for fsync, which must not stall every other stream.
+    await asyncio.to_thread(
+        st.pipeline.record,
         TurnRecord(
             request_id=request_id,
             key_id=caller,
@@ -308,7 +311,7 @@ def _finish(
             finish_reason=finish_reason,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-        )
+        ),
     )
 
 
@@ -350,8 +353,8 @@ def _sources_of(turn: ToolTurn) -> list[Source] | None:
     return _sources(PreparedPrompt("", [], turn.sources)) if turn.sources else None
 
 
-def _finish_turn(st: ServerState, turn: ToolTurn, model, clock, usage: Usage, finish_reason) -> None:
-    _finish(
+async def _finish_turn(st: ServerState, turn: ToolTurn, model, clock, usage: Usage, finish_reason) -> None:
+    await _finish(
         st,
         clock,
         turn.request_id,
@@ -384,7 +387,7 @@ async def _tool_whole(st: ServerState, turn: ToolTurn, model, clock) -> ChatComp
             elif isinstance(ev, Done):
                 finish = ev.finish_reason
     usage = _tool_usage(turn)
-    _finish_turn(st, turn, model, clock, usage, finish)
+    await _finish_turn(st, turn, model, clock, usage, finish)
     message = AssistantMessage(
         content=content if (content or not (reasoning or calls)) else None,
         reasoning_content=reasoning or None,
@@ -442,7 +445,7 @@ async def _tool_stream(st: ServerState, req, turn: ToolTurn, model, clock, slot)
         usage = _tool_usage(turn)
         if req.stream_options and req.stream_options.include_usage:
             yield chunk([], usage=usage)
-        _finish_turn(st, turn, model, clock, usage, finish)
+        await _finish_turn(st, turn, model, clock, usage, finish)
     except UserError as e:
         yield error_event(e.message, e.error_type, e.status_code, e.param)
     except EngineDeadError as e:

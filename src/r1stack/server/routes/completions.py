@@ -164,7 +164,7 @@ async def _whole(st: ServerState, req, prompts, base_id, model, caller, clock) -
     usage = _upstream_counts(
         prompts, Usage(prompt_tokens=n_prompt, completion_tokens=n_gen, total_tokens=n_prompt + n_gen)
     )
-    _finish(
+    await _finish(
         st, clock, base_id, caller, model, prompts, usage, [c.text for c in choices], prompts[0][0].filters
     )
     return CompletionResponse(id=base_id, model=model, choices=choices, usage=usage)
@@ -214,7 +214,7 @@ async def _stream(st: ServerState, req, prompts, base_id, model, caller, clock, 
         )
         if include_usage:
             yield chunk([], usage)
-        _finish(
+        await _finish(
             st, clock, base_id, caller, model, prompts, usage, list(texts.values()), prompts[0][0].filters
         )
     except UserError as e:
@@ -240,7 +240,7 @@ def _upstream_counts(prompts, usage: Usage) -> Usage:
     return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
 
 
-def _finish(st: ServerState, clock, request_id, caller, model, prompts, usage, texts, filters) -> None:
+async def _finish(st: ServerState, clock, request_id, caller, model, prompts, usage, texts, filters) -> None:
     reason = None
     replica = None
     for pr, _ in prompts:
@@ -248,7 +248,9 @@ def _finish(st: ServerState, clock, request_id, caller, model, prompts, usage, t
             reason = reason or pr.final.outputs[0].finish_reason
             replica = replica or replica_of(pr.final)
     clock.observe(st.metrics, usage.prompt_tokens, usage.completion_tokens, reason)
-    st.pipeline.record(
+    # In a worker thread: the audit append waits for fsync, which must not stall every other stream.
+    await asyncio.to_thread(
+        st.pipeline.record,
         TurnRecord(
             request_id=request_id,
             key_id=caller,
@@ -263,5 +265,5 @@ def _finish(st: ServerState, clock, request_id, caller, model, prompts, usage, t
             finish_reason=reason,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-        )
+        ),
     )
