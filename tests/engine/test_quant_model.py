@@ -70,8 +70,10 @@ def test_gguf_tensors_stay_packed_and_agree_with_bf16(data_dir, reference):
     assert isinstance(m.layers[0].self_attn.qkv_proj, Int4Linear) and m.layers[0].self_attn.qkv_proj.packed
     assert m.layers[0].self_attn.qkv_proj.group_size == 32  # Q4_1 blocks, not a requantization
     assert isinstance(m.lm_head, Int8Linear)  # from the Q8_0 embedding it is tied to
-    # The bf16 model holds the same Q4_1 values dequantized, so only rounding separates them.
-    assert _agreement(llm, reference) >= 0.95
+    # The bf16 model holds the same Q4_1 values dequantized, so only rounding separates them: bf16's, and on
+    # AVX512-VNNI CPUs the int8 rounding of the activations (as llama.cpp's own Q4_1 x Q8 matmul does). Measured
+    # 0.95 with ours; one early flip costs the rest of a prompt's tokens.
+    assert _agreement(llm, reference) >= 0.9
 
 
 def test_int4_round_to_nearest_generates(data_dir, reference):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from r1stack.engine import cpu_attention, packed_linear, store
+from r1stack.engine import cpu_attention, cpu_fused, packed_linear, store
 from r1stack.engine.block_manager import BlockManager
 from r1stack.engine.compiled import DecodeStep
 from r1stack.engine.config import EngineArgs
@@ -118,6 +118,11 @@ class LLMEngine:
         self.runner = ModelRunner(self.model, self.kv_cache, self.device, decode_step, args.max_num_seqs)
         if decode_step is None and packed_linear.can_pack(self.device, self.dtype):
             log.info("pre-packed %d linear weights for oneDNN", packed_linear.pack_linears(self.model))
+        if decode_step is None and any(getattr(m, "kernel", None) == "vnni" for m in self.model.modules()):
+            # Quantized onto the VNNI matmuls, a decode step is mostly per-op overhead: one C++ call per
+            # elementwise kernel instead of ~35 small ops a layer (float models keep transformers' exact ops).
+            if cpu_fused.available():
+                log.info("fused CPU kernels on %d modules", cpu_fused.use(self.model))
         uses_kernel = decode_step is not None or self.dtype != torch.float32  # eager fp32 keeps SDPA
         if self.device.type == "cpu" and self.runner.decode_by_blocks and uses_kernel:
             # Built (first start on a machine, about a minute) or loaded now, not in the first request's time.

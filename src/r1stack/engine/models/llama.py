@@ -9,19 +9,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from r1stack.engine import kernels
 from r1stack.engine.attention import AttentionMetadata, paged_attention
 from r1stack.engine.config import ModelConfig
-from r1stack.engine.kernels import add_rms_norm, rms_norm, rotary, silu_mul
 
 
 class RMSNorm(nn.Module):
+    ops = kernels  # the elementwise kernels; engine/cpu_fused.py's use() swaps in its C++ ones
+
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.weight, self.eps)
+        return self.ops.rms_norm(x, self.weight, self.eps)
 
 
 class Rotary(nn.Module):
@@ -47,6 +49,8 @@ class Rotary(nn.Module):
 
 
 class Attention(nn.Module):
+    ops = kernels
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.h, self.hkv, self.d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -57,7 +61,7 @@ class Attention(nn.Module):
     def qkv(self, x, cos, sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q [T, H, D] and k, v [T, Hkv, D], q and k rotated."""
         q, k, v = self.qkv_proj(x).split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
-        q, k = rotary(q.view(-1, self.h, self.d), k.view(-1, self.hkv, self.d), cos, sin)
+        q, k = self.ops.rotary(q.view(-1, self.h, self.d), k.view(-1, self.hkv, self.d), cos, sin)
         return q, k, v.view(-1, self.hkv, self.d)
 
     def forward(self, x, cos, sin, k_cache, v_cache, meta: AttentionMetadata):
@@ -67,18 +71,22 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    ops = kernels
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x):
-        return self.down_proj(silu_mul(self.gate_up_proj(x)))
+        return self.down_proj(self.ops.silu_mul(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
     """Carries the residual stream beside the hidden state, so that each residual add is fused with the norm
     that follows it (the sum is the same numbers as `x + sublayer(norm(x))`)."""
+
+    ops = kernels
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -89,13 +97,15 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x, residual, cos, sin, k_cache, v_cache, meta):
         n1, n2 = self.input_layernorm, self.post_attention_layernorm
-        h, residual = add_rms_norm(x, residual, n1.weight, n1.eps)
+        h, residual = self.ops.add_rms_norm(x, residual, n1.weight, n1.eps)
         h = self.self_attn(h, cos, sin, k_cache, v_cache, meta)
-        h, residual = add_rms_norm(h, residual, n2.weight, n2.eps)
+        h, residual = self.ops.add_rms_norm(h, residual, n2.weight, n2.eps)
         return self.mlp(h), residual
 
 
 class LlamaForCausalLM(nn.Module):
+    ops = kernels
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -135,7 +145,7 @@ class LlamaForCausalLM(nn.Module):
         residual = None
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
             x, residual = layer(x, residual, cos, sin, k_cache, v_cache, meta)
-        return add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
+        return self.ops.add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
 
     def forward_decode(
         self, input_ids, positions, kv_caches, meta: AttentionMetadata, layer_fn
@@ -158,7 +168,7 @@ class LlamaForCausalLM(nn.Module):
                 meta.context_lens,
                 meta.block_size,
             )
-        return add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
+        return self.ops.add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

@@ -46,12 +46,15 @@ bool has_vnni() {
 // One row of activations as int8 per block of 32: values q, scale d, sum of q (for the weights' offset), and the
 // exact float sum per weight group (for the int4 zero points).
 struct QRow {
-  std::vector<int8_t> q; std::vector<float> d; std::vector<int32_t> s; std::vector<float> gsum;
+  std::vector<int8_t> q; std::vector<float> d; std::vector<int32_t> s; std::vector<float> gsum; std::vector<float> x;
 };
 
-static void quantize(const float* x, int64_t K, int64_t group, QRow& r) {
+template <typename T>
+static void quantize(const T* x_in, int64_t K, int64_t group, QRow& r) {
   const int64_t nb = K / 32;
-  r.q.resize(K); r.d.resize(nb); r.s.resize(nb);
+  r.q.resize(K); r.d.resize(nb); r.s.resize(nb); r.x.resize(K);
+  float* x = r.x.data();
+  for (int64_t k = 0; k < K; ++k) x[k] = static_cast<float>(x_in[k]);
   for (int64_t b = 0; b < nb; ++b) {
     const float* xb = x + b * 32;
     float amax = 0.f;
@@ -76,9 +79,14 @@ static inline __m512i bcast4(const int8_t* p) { int32_t v; std::memcpy(&v, p, 4)
 // 16 outputs of one tile for R quantized rows at once: each k-step's weights are loaded and unpacked once for
 // all R rows (prefill), and the R accumulator chains hide vpdpbusd's latency. BITS 4: w = (q - 8) * scale + zero
 // per group; BITS 8: weights stored as q + 128, w = q * scale per row.
+static inline __m512 half16(const at::Half* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// int4: sc4/zr are the tile's fp16 scales and zeros [G, 16]; int8: sc is the tile's 16 fp32 row scales.
 template <int BITS, int R>
-static inline void tile(const uint8_t* w, const float* sc, const float* zr, int64_t K, int64_t group,
-                        const QRow* x, float* y, int64_t ldy) {
+static inline void tile(const uint8_t* w, const at::Half* sc4, const float* sc, const at::Half* zr, int64_t K,
+                        int64_t group, const QRow* x, float* y) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   constexpr int STEP = BITS == 4 ? 32 : 64;  // bytes per k-step of 4
   constexpr float OFFSET = BITS == 4 ? 8.f : 128.f;
@@ -102,7 +110,7 @@ static inline void tile(const uint8_t* w, const float* sc, const float* zr, int6
     }
     // sum (q - offset) * xq = sum q * xq - offset * sum xq; then the block's activation scale (and the group's
     // weight scale for int4; int8's per-row scale is applied once at the end)
-    const __m512 ws = BITS == 4 ? _mm512_loadu_ps(sc + (b / per_group) * 16) : _mm512_set1_ps(1.f);
+    const __m512 ws = BITS == 4 ? half16(sc4 + (b / per_group) * 16) : _mm512_set1_ps(1.f);
     for (int r = 0; r < R; ++r) {
       __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[r]), _mm512_set1_ps(OFFSET * x[r].s[b]));
       out[r] = _mm512_fmadd_ps(f, _mm512_mul_ps(ws, _mm512_set1_ps(x[r].d[b])), out[r]);
@@ -111,50 +119,67 @@ static inline void tile(const uint8_t* w, const float* sc, const float* zr, int6
   for (int r = 0; r < R; ++r) {
     if constexpr (BITS == 4) {
       for (int64_t g = 0; g < K / group; ++g)
-        out[r] = _mm512_fmadd_ps(_mm512_loadu_ps(zr + g * 16), _mm512_set1_ps(x[r].gsum[g]), out[r]);
+        out[r] = _mm512_fmadd_ps(half16(zr + g * 16), _mm512_set1_ps(x[r].gsum[g]), out[r]);
     } else {
       out[r] = _mm512_mul_ps(out[r], _mm512_loadu_ps(sc));
     }
-    _mm512_storeu_ps(y + r * ldy, out[r]);
+    _mm512_storeu_ps(y + r * 16, out[r]);
   }
 }
 
-template <int BITS>
-static void rows_of_tile(const uint8_t* w, const float* sc, const float* zr, int64_t K, int64_t group,
-                         const std::vector<QRow>& rows, float* y, int64_t N) {
+// Every row of one tile, its 16 outputs written in the output's dtype.
+template <int BITS, typename TO>
+static void rows_of_tile(const uint8_t* w, const at::Half* sc4, const float* sc, const at::Half* zr, int64_t K,
+                         int64_t group, const std::vector<QRow>& rows, TO* y, int64_t N) {
   const int64_t M = rows.size();
+  float tmp[4 * 16];
   int64_t m = 0;
-  for (; m + 4 <= M; m += 4) tile<BITS, 4>(w, sc, zr, K, group, rows.data() + m, y + m * N, N);
-  for (; m < M; ++m) tile<BITS, 1>(w, sc, zr, K, group, rows.data() + m, y + m * N, N);
+  for (; m < M;) {
+    const int r = M - m >= 4 ? 4 : 1;
+    if (r == 4) tile<BITS, 4>(w, sc4, sc, zr, K, group, rows.data() + m, tmp);
+    else tile<BITS, 1>(w, sc4, sc, zr, K, group, rows.data() + m, tmp);
+    for (int i = 0; i < r; ++i)
+      for (int j = 0; j < 16; ++j) y[(m + i) * N + j] = static_cast<TO>(tmp[i * 16 + j]);
+    m += r;
+  }
 }
-#endif
-
-// x [M, K] (any float dtype); int4: packed [N/16, K/4, 32] uint8, scales/zeros [N/16, K/group, 16] float32;
-// int8: packed [N/16, K/4, 64] uint8, scales [N] float32. Returns [M, N] float32.
-at::Tensor gemv(at::Tensor x, at::Tensor packed, at::Tensor scales, at::Tensor zeros, int64_t group, int64_t bits) {
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  TORCH_CHECK(x.dim() == 2 && packed.dim() == 3, "x [M, K], packed [N/16, K/4, bytes]");
-  auto xf = x.to(at::kFloat).contiguous();
-  const int64_t M = xf.size(0), K = xf.size(1), T = packed.size(0), N = T * 16;
-  TORCH_CHECK(K % 32 == 0 && packed.size(1) * 4 == K, "K must be a multiple of 32 and match the weights");
-  TORCH_CHECK(bits == 4 ? (group % 32 == 0 && K % group == 0) : true, "group must be a multiple of 32");
+template <typename TI, typename TO>
+static void run(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& zeros,
+                int64_t group, int64_t bits, at::Tensor& y) {
+  const int64_t M = x.size(0), K = x.size(1), T = packed.size(0), N = T * 16;
   std::vector<QRow> rows(M);
-  const float* xp = xf.data_ptr<float>();
-  for (int64_t m = 0; m < M; ++m) quantize(xp + m * K, K, bits == 4 ? group : 0, rows[m]);
-  auto y = at::empty({M, N}, xf.options());
-  float* yp = y.data_ptr<float>();
+  for (int64_t m = 0; m < M; ++m) quantize(x.data_ptr<TI>() + m * K, K, bits == 4 ? group : 0, rows[m]);
+  TO* yp = y.data_ptr<TO>();
   const uint8_t* wp = packed.data_ptr<uint8_t>();
-  const float* sp = scales.data_ptr<float>();
-  const float* zp = bits == 4 ? zeros.data_ptr<float>() : nullptr;
   const int64_t tile_bytes = packed.size(1) * packed.size(2), G = bits == 4 ? K / group : 0;
+  const at::Half* s4 = bits == 4 ? scales.data_ptr<at::Half>() : nullptr;
+  const at::Half* zp = bits == 4 ? zeros.data_ptr<at::Half>() : nullptr;
+  const float* s8 = bits == 8 ? scales.data_ptr<float>() : nullptr;
   at::parallel_for(0, T, 8, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {  // the tile stays in L1 across the rows
       if (bits == 4)
-        rows_of_tile<4>(wp + t * tile_bytes, sp + t * G * 16, zp + t * G * 16, K, group, rows, yp + t * 16, N);
+        rows_of_tile<4, TO>(wp + t * tile_bytes, s4 + t * G * 16, nullptr, zp + t * G * 16, K, group, rows,
+                            yp + t * 16, N);
       else
-        rows_of_tile<8>(wp + t * tile_bytes, sp + t * 16, nullptr, K, group, rows, yp + t * 16, N);
+        rows_of_tile<8, TO>(wp + t * tile_bytes, nullptr, s8 + t * 16, nullptr, K, group, rows, yp + t * 16, N);
     }
   });
+}
+#endif
+
+// x [M, K] float32 or bf16, contiguous; int4: packed [N/16, K/4, 32] uint8, scales/zeros [N/16, K/group, 16]
+// float16; int8: packed [N/16, K/4, 64] uint8, scales [N] float32. Returns [M, N] in x's dtype.
+at::Tensor gemv(at::Tensor x, at::Tensor packed, at::Tensor scales, at::Tensor zeros, int64_t group, int64_t bits) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  TORCH_CHECK(x.dim() == 2 && packed.dim() == 3, "x [M, K], packed [N/16, K/4, bytes]");
+  if (!x.is_contiguous()) x = x.contiguous();
+  const int64_t K = x.size(1);
+  TORCH_CHECK(K % 32 == 0 && packed.size(1) * 4 == K, "K must be a multiple of 32 and match the weights");
+  TORCH_CHECK(bits == 4 ? (group % 32 == 0 && K % group == 0) : true, "group must be a multiple of 32");
+  auto y = at::empty({x.size(0), packed.size(0) * 16}, x.options());
+  if (x.scalar_type() == at::kBFloat16) run<at::BFloat16, at::BFloat16>(x, packed, scales, zeros, group, bits, y);
+  else if (x.scalar_type() == at::kFloat) run<float, float>(x, packed, scales, zeros, group, bits, y);
+  else TORCH_CHECK(false, "x must be float32 or bfloat16");
   return y;
 #else
   TORCH_CHECK(false, "built without AVX512-VNNI");
@@ -168,7 +193,7 @@ _ext = None
 def _module():
     global _ext
     if _ext is None:
-        _ext = build("r1stack_qgemv_v2", _SOURCE, ["gemv", "has_vnni"], "CPU int4/int8 matmul kernel")
+        _ext = build("r1stack_qgemv_v4", _SOURCE, ["gemv", "has_vnni"], "CPU int4/int8 matmul kernel")
     return _ext
 
 
@@ -197,11 +222,12 @@ def fits(n: int, k: int, group: int | None = None) -> bool:
 
 
 def pack_int4(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor):
-    """q [N, K] uint8 0..15, scale/zero [N, G] -> (packed [N/16, K/4, 32] uint8, scales, zeros [N/16, G, 16])."""
+    """q [N, K] uint8 0..15, scale/zero [N, G] -> (packed [N/16, K/4, 32] uint8, fp16 scales, zeros [N/16, G, 16])."""
     n, k = q.shape
     t = q.to(torch.uint8).view(n // TILE, TILE, k // 4, 4).permute(0, 2, 1, 3).reshape(n // TILE, k // 4, 64)
     packed = t[..., :32] | (t[..., 32:] << 4)
-    per_tile = lambda v: v.float().view(n // TILE, TILE, -1).transpose(1, 2).contiguous()  # noqa: E731
+    # fp16, as GGUF and AWQ store them: a sixth less to read per token than fp32 at group 32
+    per_tile = lambda v: v.half().view(n // TILE, TILE, -1).transpose(1, 2).contiguous()  # noqa: E731
     return packed.contiguous(), per_tile(scale), per_tile(zero)
 
 
@@ -229,7 +255,7 @@ def unpack_int8(packed: torch.Tensor) -> torch.Tensor:
 def qgemv(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group: int, bits: int
 ):
-    """x [M, K] -> [M, N] float32 through the packed int4 (bits=4) or int8 (bits=8) weights."""
+    """x [M, K] -> [M, N] in x's dtype through the packed int4 (bits=4) or int8 (bits=8) weights."""
     if torch.compiler.is_compiling():  # traced: the custom op, which the compiled graph can hold
         return _qgemv_op(x, packed, scales, zeros, group, bits)
     # eager: straight to C++; a custom op's Python dispatch costs ~20 us a call, 2.4 ms of a SmolLM2 token
@@ -245,4 +271,4 @@ def _qgemv_op(
 
 @_qgemv_op.register_fake
 def _(x, packed, scales, zeros, group, bits):
-    return x.new_empty((x.shape[0], packed.shape[0] * TILE), dtype=torch.float32)
+    return x.new_empty((x.shape[0], packed.shape[0] * TILE))

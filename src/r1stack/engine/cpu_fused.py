@@ -1,0 +1,175 @@
+"""The per-layer elementwise kernels of kernels.py as one C++ call each, for the eager CPU engine in bf16.
+
+Run eagerly, kernels.py's residual add + RMSNorm, rotary and SiLU x up are about 35 small PyTorch ops per layer,
+each a few microseconds of dispatch around almost no arithmetic: at one sequence that overhead, not the matmuls,
+was most of a quantized decode step. Here each is one call doing the same arithmetic in the same precision (fp32
+inside, bf16 rounding where PyTorch rounds), so rotary and SiLU x up are bit-identical to kernels.py and the norm
+differs only in the order of its fp32 sum. Models switch to them with `use(model)`: the engine does so for models
+quantized onto the VNNI kernels, whose int8 activations already move the numbers; float models keep kernels.py,
+and with it their token-for-token equality with transformers. Traced (torch.compile) code always takes
+kernels.py, which inductor fuses itself.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from r1stack.engine import kernels
+from r1stack.engine.cpp_build import build
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <cmath>
+#include <vector>
+
+using bf16 = c10::BFloat16;
+
+// (norm(x + residual), x + residual) for rows of x [T, D]; residual may be empty (no add).
+std::vector<at::Tensor> add_rms_norm(at::Tensor x, at::Tensor residual, at::Tensor weight, double eps) {
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16, "bf16 only");
+  x = x.contiguous();
+  const bool add = residual.numel() > 0;
+  if (add) residual = residual.contiguous();
+  const int64_t D = x.size(-1), T = x.numel() / D;
+  auto sum = add ? at::empty_like(x) : x;
+  auto out = at::empty_like(x);
+  const bf16* xp = x.data_ptr<bf16>();
+  const bf16* rp = add ? residual.data_ptr<bf16>() : nullptr;
+  const bf16* wp = weight.data_ptr<bf16>();
+  bf16* sp = sum.data_ptr<bf16>();
+  bf16* op = out.data_ptr<bf16>();
+  std::vector<float> h(D);
+  for (int64_t t = 0; t < T; ++t) {
+    float ss = 0.f;
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t i = t * D + d;
+      const bf16 s = add ? bf16(static_cast<float>(xp[i]) + static_cast<float>(rp[i])) : xp[i];
+      if (add) sp[i] = s;
+      h[d] = static_cast<float>(s);
+    }
+#pragma omp simd reduction(+ : ss)
+    for (int64_t d = 0; d < D; ++d) ss += h[d] * h[d];
+    const float r = 1.f / std::sqrt(ss / static_cast<float>(D) + static_cast<float>(eps));
+    for (int64_t d = 0; d < D; ++d)
+      op[t * D + d] = bf16(static_cast<float>(wp[d]) * static_cast<float>(bf16(h[d] * r)));
+  }
+  return {out, sum};
+}
+
+// Rotate-half RoPE: x [T, H, D] (last dim contiguous, any row/head strides), cos/sin [T, 1, D] bf16.
+static at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t T = x.size(0), H = x.size(1), D = x.size(2), half = D / 2;
+  TORCH_CHECK(x.stride(2) == 1, "last dim must be contiguous");
+  auto out = at::empty({T, H, D}, x.options());
+  const bf16* xp = x.data_ptr<bf16>();
+  const bf16* cp = cos.data_ptr<bf16>();
+  const bf16* snp = sin.data_ptr<bf16>();
+  bf16* op = out.data_ptr<bf16>();
+  const int64_t s0 = x.stride(0), s1 = x.stride(1), c0 = cos.stride(0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      const bf16* xr = xp + t * s0 + h * s1;
+      const bf16* c = cp + t * c0;
+      const bf16* s = snp + t * c0;
+      bf16* o = op + (t * H + h) * D;
+      for (int64_t d = 0; d < D; ++d) {
+        const float rot = d < half ? -static_cast<float>(xr[d + half]) : static_cast<float>(xr[d - half]);
+        const bf16 a = bf16(static_cast<float>(xr[d]) * static_cast<float>(c[d]));
+        const bf16 b = bf16(rot * static_cast<float>(s[d]));
+        o[d] = bf16(static_cast<float>(a) + static_cast<float>(b));
+      }
+    }
+  return out;
+}
+
+std::vector<at::Tensor> rotary(at::Tensor q, at::Tensor k, at::Tensor cos, at::Tensor sin) {
+  TORCH_CHECK(q.scalar_type() == at::kBFloat16 && cos.scalar_type() == at::kBFloat16, "bf16 only");
+  cos = cos.contiguous(); sin = sin.contiguous();
+  return {rotate(q, cos, sin), rotate(k, cos, sin)};
+}
+
+// SiLU(gate) * up for gate_up [T, 2I].
+at::Tensor silu_mul(at::Tensor gate_up) {
+  TORCH_CHECK(gate_up.scalar_type() == at::kBFloat16, "bf16 only");
+  gate_up = gate_up.contiguous();
+  const int64_t I = gate_up.size(-1) / 2, T = gate_up.numel() / (2 * I);
+  auto sizes = gate_up.sizes().vec();
+  sizes.back() = I;
+  auto out = at::empty(sizes, gate_up.options());
+  const bf16* gp = gate_up.data_ptr<bf16>();
+  bf16* op = out.data_ptr<bf16>();
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < I; ++i) {
+      const float g = static_cast<float>(gp[t * 2 * I + i]);
+      const bf16 sg = bf16(g / (1.f + std::exp(-g)));
+      op[t * I + i] = bf16(static_cast<float>(sg) * static_cast<float>(gp[t * 2 * I + I + i]));
+    }
+  return out;
+}
+"""
+
+_ext = None
+
+
+def _module():
+    global _ext
+    if _ext is None:
+        _ext = build("r1stack_fused_v1", _SOURCE, ["add_rms_norm", "rotary", "silu_mul"], "CPU fused kernels")
+    return _ext
+
+
+def available() -> bool:
+    """Builds the kernels on first call; True when they can be used."""
+    return _module() is not None
+
+
+def use(model: torch.nn.Module) -> int:
+    """Point every module with an `ops` attribute at these kernels; returns how many."""
+    n = 0
+    for m in model.modules():
+        if hasattr(m, "ops"):
+            m.ops = _ops
+            n += 1
+    return n
+
+
+# Above this many rows (prefill, big batches) PyTorch's vectorized ops win over these plain loops.
+MAX_ROWS = 16
+
+
+def _eager(x: torch.Tensor) -> bool:
+    return (
+        x.dtype == torch.bfloat16
+        and x.device.type == "cpu"
+        and x.shape[0] <= MAX_ROWS  # tokens first: [T, D], [T, H, D], [T, 2I]
+        and not torch.compiler.is_compiling()
+    )
+
+
+class _ops:
+    """kernels.py's interface, in C++ where it applies."""
+
+    @staticmethod
+    def rms_norm(x, weight, eps):
+        return _ops.add_rms_norm(x, None, weight, eps)[0]
+
+    @staticmethod
+    def add_rms_norm(x, residual, weight, eps):
+        if not _eager(x) or weight.dtype != torch.bfloat16:
+            return kernels.add_rms_norm(x, residual, weight, eps)
+        empty = x.new_empty(0)
+        out, total = _module().add_rms_norm(x, empty if residual is None else residual, weight, eps)
+        return out, total
+
+    @staticmethod
+    def rotary(q, k, cos, sin):
+        if not _eager(q) or cos.dtype != torch.bfloat16 or q.stride(-1) != 1 or k.stride(-1) != 1:
+            return kernels.rotary(q, k, cos, sin)
+        q, k = _module().rotary(q, k, cos, sin)
+        return q, k
+
+    @staticmethod
+    def silu_mul(gate_up):
+        if not _eager(gate_up):
+            return kernels.silu_mul(gate_up)
+        return _module().silu_mul(gate_up)
