@@ -102,7 +102,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from r1stack import LLM
-    from r1stack.engine.quant.apply import quantized_bytes
+    from r1stack.engine.quant.apply import weight_bytes
     from r1stack.engine.store import resolve
 
     gguf = resolve(MODEL, DATA_DIR).path
@@ -122,9 +122,7 @@ def main() -> None:
             eval_ids = tok(EVAL_TEXT.read_text(), add_special_tokens=False)["input_ids"][: a.eval_tokens]
             prompt = prompt_ids(tok)
         r = {"perplexity": perplexity(llm.engine.model, eval_ids), **speed_r1stack(llm, prompt, a.new_tokens)}
-        r["weight_bytes"] = sum(p.nbytes for p in llm.engine.model.parameters()) + quantized_bytes(
-            llm.engine.model
-        )
+        r["weight_bytes"] = weight_bytes(llm.engine.model)
         results[label] = r
         del llm
     results["transformers bf16"] = speed_transformers(gguf, prompt, a.new_tokens)

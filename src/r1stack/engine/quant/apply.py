@@ -62,8 +62,15 @@ def quantize_model(
     return model
 
 
-def quantized_bytes(model: nn.Module) -> int:
-    """Bytes held by the quantized layers' buffers (for the memory column of the benchmark)."""
-    return sum(
-        b.nbytes for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear)) for b in m.buffers()
-    )
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes the model's weights hold (the memory column of the benchmark): parameters, the quantized layers'
+    buffers, and oneDNN-packed bf16 weights, which are opaque tensors outside both (their logical size)."""
+    from r1stack.engine.packed_linear import PackedLinear
+
+    total = sum(p.nbytes for p in model.parameters())
+    for m in model.modules():
+        if isinstance(m, (Int8Linear, Int4Linear)):
+            total += sum(b.nbytes for b in m.buffers())
+        elif isinstance(m, PackedLinear):
+            total += m.in_features * m.out_features * m.packed.element_size()
+    return total
