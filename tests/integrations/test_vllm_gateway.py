@@ -127,6 +127,33 @@ def test_chat_and_stream_through_the_gateway_are_vllms_answer(vllm, gw):
     assert 'r1stack:upstream_requests_total{upstream="' + vllm.api in gw.metrics()
 
 
+def test_tool_calls_through_the_gateway_use_vllms_structured_output(gw):
+    """A forced call's arguments come from vLLM under response_format (its guided decoding) and parse."""
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    r = gw.openai().chat.completions.create(
+        model="smol",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[weather],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=48,
+        temperature=0,
+    )
+    assert r.choices[0].finish_reason == "tool_calls"
+    (call,) = r.choices[0].message.tool_calls
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+
 def test_reasoning_split_on_vllms_stream(gw_guarded):
     # Served as an R1 model, the gateway reads vLLM's answer as R1 output (the template opened <think>): text up
     # to a "</think>" is reasoning. The small model never writes one, so all of vLLM's text must come back as

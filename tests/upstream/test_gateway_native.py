@@ -4,6 +4,7 @@ mid-stream frees the upstream's request and its KV blocks."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -96,3 +97,40 @@ def test_client_disconnect_cancels_the_upstream_request(native, gw):
         time.sleep(0.2)
     # It stopped early: far fewer tokens generated, in all this module's requests, than the one asked for.
     assert _metric(native, "r1stack:generation_tokens_total") < 1900
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_tool_calls_through_the_gateway(gw):
+    """A forced call: the gateway asks the upstream for the arguments under response_format and checks them."""
+    kw = dict(
+        model="smol",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=48,
+        temperature=0,
+    )
+    r = gw.openai().chat.completions.create(**kw)
+    assert r.choices[0].finish_reason == "tool_calls"
+    (call,) = r.choices[0].message.tool_calls
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    assert r.usage.completion_tokens > 0  # the upstream's count
+    chunks = list(gw.openai().chat.completions.create(stream=True, **kw))
+    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert [tc.function.name for tc in calls if tc.function.name] == ["get_weather"]
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == json.loads(
+        call.function.arguments
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "tool_calls"
+    ]

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from r1stack.engine.chat import render_chat
-from r1stack.engine.constrained import json_schema_processor, schema_error, strict_schema
+from r1stack.engine.constrained import json_schema_processor, response_format, schema_error, strict_schema
 from r1stack.engine.sampling_params import SamplingParams
 
 log = logging.getLogger("r1stack.apps")
@@ -136,14 +136,6 @@ class UpstreamBackend:
             "(response_format json_schema, as vLLM and SGLang accept it) or on the native engine",
             code="upstream_invalid_answer",
         )
-
-
-def response_format(schema: dict) -> dict:
-    """The OpenAI `response_format` for a schema, as vLLM and SGLang accept it."""
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "answer", "schema": strict_schema(schema), "strict": True},
-    }
 
 
 def _with_schema(messages: list[dict], schema: dict) -> list[dict]:

@@ -178,6 +178,14 @@ def strict_schema(schema: dict) -> dict:
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
+def response_format(schema: dict, name: str = "answer") -> dict:
+    """The OpenAI `response_format` for a schema, as vLLM and SGLang accept it (what a gateway sends upstream)."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": strict_schema(schema), "strict": True},
+    }
+
+
 def schema_error(schema: dict, text: str) -> str | None:
     """Why `text` is not an answer to `schema` (None: it is one)."""
     import jsonschema

@@ -1,6 +1,11 @@
 """One chat turn that offers tools, as a stream of events: text, tool calls, sources. The stack runs `web_search`
 calls itself (through the search proxy) and generates again until the model answers; calls of the client's own
 tools end the turn with finish_reason "tool_calls". Whole and streamed responses are both made from these events.
+
+On a gateway the same turn runs against the upstream: the tools are described in the conversation as for a model
+whose template has no tools, calls the model writes are parsed here, and a forced call's arguments are asked for
+with `response_format` (the upstream's structured output), validated here and asked for once more if they fail,
+so any OpenAI-compatible upstream with structured output serves tools without its own tool parser.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from r1stack.engine.constrained import json_schema_processor
+from r1stack.engine.constrained import json_schema_processor, response_format, schema_error
 from r1stack.errors import UserError
 from r1stack.pipeline import PreparedPrompt, Source
+from r1stack.server.errors import APIError
 from r1stack.server.protocol import ChatCompletionRequest
 from r1stack.server.sampling import chat_params
 from r1stack.server.shaping import ChoiceShaper
-from r1stack.server.state import ServerState
+from r1stack.server.state import ServerState, upstream_usage
 from r1stack.server.tools import WEB_SEARCH, CallHolder, ToolPlan, argument_schema, conversation, parse_calls
 from r1stack.server.tools import template_takes_tools as _native
 
@@ -83,11 +89,6 @@ class ToolTurn:
 
     def check(self) -> None:
         """What can be refused before a response starts (a stream cannot change its status code later)."""
-        if self.st.pipeline.upstream:
-            raise UserError(
-                "function calling is not available with upstream replicas yet; send the request without tools",
-                param="tools",
-            )
         if self.req.logprobs:
             raise UserError("logprobs cannot be combined with tools; drop one of them", param="logprobs")
 
@@ -218,7 +219,11 @@ class ToolTurn:
                 self.clock.saw(out)
                 last = out
                 yield out.outputs[0]
-        if last is not None:
+        counted = upstream_usage(last)
+        if counted is not None:  # an upstream tokenizes, and says how many
+            self.prompt_tokens += counted[0]
+            self.completion_tokens += counted[1]
+        elif last is not None:
             self.completion_tokens += len(last.outputs[0].token_ids)
 
     async def _constrained(
@@ -227,6 +232,9 @@ class ToolTurn:
         """Text generated under `schema`, piece by piece."""
         params = self._params(prepared, budget)
         engine = self.st.engine
+        if engine.tokenizer is None:
+            yield await self._upstream_constrained(prepared, schema, params)
+            return
         proc = json_schema_processor(
             schema, engine.tokenizer, engine.model_info.eos_token_ids, params.max_tokens
         )
@@ -237,6 +245,29 @@ class ToolTurn:
         async for o in self._run(prepared, params):
             yield o.text[seen:]
             seen = len(o.text)
+
+    async def _upstream_constrained(self, prepared: PreparedPrompt, schema: dict, params) -> str:
+        """The upstream enforces the schema (response_format); checked here, since not every upstream does, and
+        asked once more on a miss. Whole, not streamed: a streamed piece could not be taken back."""
+        prepared.response_format = response_format(schema, "arguments")
+        problems = []
+        for attempt in range(2):
+            if attempt and params.seed is not None:
+                params.seed += 1_000_003  # a seeded upstream would repeat the same miss
+            text = ""
+            async for o in self._run(prepared, params):
+                text = o.text
+            problem = schema_error(schema, text)
+            if problem is None:
+                return text
+            problems.append(problem[:160])
+        raise APIError(
+            502,
+            f"the upstream's tool call arguments did not match the tool's parameters in 2 tries "
+            f"({'; '.join(problems)}); serve the model on an upstream with structured output (response_format "
+            "json_schema, as vLLM and SGLang accept it) or on the native engine",
+            code="upstream_invalid_answer",
+        )
 
     async def _forced(self, prepared: PreparedPrompt, name: str) -> AsyncIterator[str]:
         schema = argument_schema(self.plan.tool(name))
