@@ -126,5 +126,5 @@ def run_peer(name: str, job: dict, threads: int, timeout: float = 1800) -> dict:
 
 def wait_compiled(llm, timeout: float = 1800) -> bool:
     """Waits for the engine's background compilation, so that a timed run measures the compiled step only."""
-    step = llm.engine.runner.decode_step
-    return step is not None and step.wait(timeout)
+    step = llm.engine.runner.decode_step  # a DecodeStep when compiling; a plain layer function otherwise
+    return hasattr(step, "wait") and step.wait(timeout)

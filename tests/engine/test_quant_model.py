@@ -139,3 +139,18 @@ def test_impossible_combinations_are_clear_errors(data_dir, tmp_path):
     with pytest.raises(UserError, match="at least 256"):
         (tmp_path / "short.txt").write_text("too short")
         quantize_checkpoint(MODEL, "awq", tmp_path / "y", data_dir, tmp_path / "short.txt")
+
+
+@pytest.mark.parametrize("quantization", ["int4", "int8"])
+def test_cpu_decode_step_gives_the_module_paths_tokens(data_dir, quantization):
+    """engine/cpu_decode.py makes the modules' own C++ calls without the modules: the same tokens, exactly."""
+    from r1stack.engine import cpu_decode
+
+    llm = _llm(data_dir, quantization=quantization)
+    runner = llm.engine.runner
+    if runner.decode_step is not cpu_decode.decode_layer:
+        pytest.skip("the CPU decode step needs AVX512-VNNI and a C++ compiler")
+    params = SamplingParams(temperature=0, max_tokens=24, min_tokens=24)
+    fast = [o.outputs[0].token_ids for o in llm.generate(PROMPTS, params)]
+    runner.decode_step = None  # the module path: model.forward on every step
+    assert [o.outputs[0].token_ids for o in llm.generate(PROMPTS, params)] == fast

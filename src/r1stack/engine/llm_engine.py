@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from r1stack.engine import cpu_attention, cpu_fused, packed_linear, store
+from r1stack.engine import cpu_attention, cpu_decode, cpu_fused, packed_linear, store
 from r1stack.engine.block_manager import BlockManager
 from r1stack.engine.compiled import DecodeStep
 from r1stack.engine.config import EngineArgs
@@ -123,6 +123,8 @@ class LLMEngine:
             # elementwise kernel instead of ~35 small ops a layer (float models keep transformers' exact ops).
             if cpu_fused.available():
                 log.info("fused CPU kernels on %d modules", cpu_fused.use(self.model))
+            if self.runner.decode_by_blocks and cpu_decode.applies(self.model):
+                self.runner.decode_step = cpu_decode.decode_layer  # decode-only steps without module overhead
         uses_kernel = decode_step is not None or self.dtype != torch.float32  # eager fp32 keeps SDPA
         if self.device.type == "cpu" and self.runner.decode_by_blocks and uses_kernel:
             # Built (first start on a machine, about a minute) or loaded now, not in the first request's time.
