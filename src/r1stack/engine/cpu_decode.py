@@ -96,23 +96,12 @@ def _gather(layer) -> _Layer:
     return p
 
 
-def decode_layer(
-    layer, x, residual, cos, sin, k_cache, v_cache, slot_mapping, block_tables, context_lens, block_size
-):
+def decode_layer(layer, x, residual, cos, sin, *kv):
+    """compiled.eager_decode_layer's signature; kv = (k_cache, v_cache, slot_mapping, block_tables,
+    context_lens, block_size)."""
     if x.shape[0] > cpu_fused.MAX_ROWS:
-        return eager_decode_layer(
-            layer,
-            x,
-            residual,
-            cos,
-            sin,
-            k_cache,
-            v_cache,
-            slot_mapping,
-            block_tables,
-            context_lens,
-            block_size,
-        )
+        return eager_decode_layer(layer, x, residual, cos, sin, *kv)
+    k_cache, v_cache, slot_mapping, block_tables, context_lens, block_size = kv
     p = layer.__dict__.get("_cpu_decode") or _gather(layer)
     fused, gemv = cpu_fused._module(), cpu_gemv._module().gemv
     h, residual = fused.add_rms_norm(x, residual, p.ln1, p.eps1)
