@@ -46,32 +46,45 @@ bool has_vnni() {
 // One row of activations as int8 per block of 32: values q, scale d, sum of q (for the weights' offset), and the
 // exact float sum per weight group (for the int4 zero points).
 struct QRow {
-  std::vector<int8_t> q; std::vector<float> d; std::vector<int32_t> s; std::vector<float> gsum; std::vector<float> x;
+  std::vector<int8_t> q; std::vector<float> d; std::vector<int32_t> s; std::vector<float> gsum;
 };
 
+static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+static inline __m512 load16(const at::BFloat16* p) {  // bf16 -> fp32 is exact: the bits shifted up
+  __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+
+// Vectorised: at prefill sizes the scalar loop was a tenth of the matmul's time.
 template <typename T>
 static void quantize(const T* x_in, int64_t K, int64_t group, QRow& r) {
   const int64_t nb = K / 32;
-  r.q.resize(K); r.d.resize(nb); r.s.resize(nb); r.x.resize(K);
-  float* x = r.x.data();
-  for (int64_t k = 0; k < K; ++k) x[k] = static_cast<float>(x_in[k]);
+  r.q.resize(K); r.d.resize(nb); r.s.resize(nb);
+  if (group > 0) r.gsum.assign(K / group, 0.f);
   for (int64_t b = 0; b < nb; ++b) {
-    const float* xb = x + b * 32;
-    float amax = 0.f;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const __m512 x0 = load16(x_in + b * 32), x1 = load16(x_in + b * 32 + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
     const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
-    int32_t sum = 0;
-    for (int i = 0; i < 32; ++i) {
-      const int v = static_cast<int>(std::lrintf(xb[i] * id));
-      r.q[b * 32 + i] = static_cast<int8_t>(v);
-      sum += v;
-    }
-    r.d[b] = d; r.s[b] = sum;
+    // the default rounding mode (to nearest, ties to even), as lrintf rounds
+    const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
+    const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.q.data() + b * 32), _mm512_cvtepi32_epi8(i0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.q.data() + b * 32 + 16), _mm512_cvtepi32_epi8(i1));
+    r.d[b] = d;
+    r.s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    if (group > 0) r.gsum[b * 32 / group] += _mm512_reduce_add_ps(_mm512_add_ps(x0, x1));
   }
-  if (group > 0) {
-    r.gsum.assign(K / group, 0.f);
-    for (int64_t k = 0; k < K; ++k) r.gsum[k / group] += x[k];
-  }
+}
+
+static inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+static inline void store16(at::BFloat16* p, __m512 v) {
+#ifdef __AVX512BF16__
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+#else
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  for (int j = 0; j < 16; ++j) p[j] = static_cast<at::BFloat16>(t[j]);
+#endif
 }
 
 static inline __m512i bcast4(const int8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm512_set1_epi32(v); }
@@ -84,9 +97,9 @@ static inline __m512 half16(const at::Half* p) {
 }
 
 // int4: sc4/zr are the tile's fp16 scales and zeros [G, 16]; int8: sc is the tile's 16 fp32 row scales.
-template <int BITS, int R>
+template <int BITS, int R, typename TO>
 static inline void tile(const uint8_t* w, const at::Half* sc4, const float* sc, const at::Half* zr, int64_t K,
-                        int64_t group, const QRow* x, float* y) {
+                        int64_t group, const QRow* x, TO* y, int64_t ldy) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   constexpr int STEP = BITS == 4 ? 32 : 64;  // bytes per k-step of 4
   constexpr float OFFSET = BITS == 4 ? 8.f : 128.f;
@@ -123,7 +136,7 @@ static inline void tile(const uint8_t* w, const at::Half* sc4, const float* sc, 
     } else {
       out[r] = _mm512_mul_ps(out[r], _mm512_loadu_ps(sc));
     }
-    _mm512_storeu_ps(y + r * 16, out[r]);
+    store16(y + r * ldy, out[r]);
   }
 }
 
@@ -132,16 +145,9 @@ template <int BITS, typename TO>
 static void rows_of_tile(const uint8_t* w, const at::Half* sc4, const float* sc, const at::Half* zr, int64_t K,
                          int64_t group, const std::vector<QRow>& rows, TO* y, int64_t N) {
   const int64_t M = rows.size();
-  float tmp[4 * 16];
   int64_t m = 0;
-  for (; m < M;) {
-    const int r = M - m >= 4 ? 4 : 1;
-    if (r == 4) tile<BITS, 4>(w, sc4, sc, zr, K, group, rows.data() + m, tmp);
-    else tile<BITS, 1>(w, sc4, sc, zr, K, group, rows.data() + m, tmp);
-    for (int i = 0; i < r; ++i)
-      for (int j = 0; j < 16; ++j) y[(m + i) * N + j] = static_cast<TO>(tmp[i * 16 + j]);
-    m += r;
-  }
+  for (; m + 4 <= M; m += 4) tile<BITS, 4, TO>(w, sc4, sc, zr, K, group, rows.data() + m, y + m * N, N);
+  for (; m < M; ++m) tile<BITS, 1, TO>(w, sc4, sc, zr, K, group, rows.data() + m, y + m * N, N);
 }
 template <typename TI, typename TO>
 static void run(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& zeros,
@@ -193,7 +199,7 @@ _ext = None
 def _module():
     global _ext
     if _ext is None:
-        _ext = build("r1stack_qgemv_v4", _SOURCE, ["gemv", "has_vnni"], "CPU int4/int8 matmul kernel")
+        _ext = build("r1stack_qgemv_v5", _SOURCE, ["gemv", "has_vnni"], "CPU int4/int8 matmul kernel")
     return _ext
 
 
