@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from r1stack.engine.cpp_build import build
+from r1stack.engine import cpp_build
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -153,17 +153,12 @@ at::Tensor paged_decode_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v
 }
 """
 
-_ext = None
+cpp_build.register("attention", _SOURCE, ["paged_decode_attention"])
 
 
 def _build():
-    """The compiled extension module, or None when it cannot be built here (said once in the log)."""
-    global _ext
-    if _ext is None:
-        _ext = build(
-            "r1stack_paged_attention_v5", _SOURCE, ["paged_decode_attention"], "CPU attention kernel"
-        )
-    return _ext
+    """The compiled extension module, or None when it cannot be built here."""
+    return cpp_build.module()
 
 
 def available() -> bool:
@@ -173,7 +168,7 @@ def available() -> bool:
 
 def ready() -> bool:
     """True once built: the attention functions ask this (no lock, so compiled code can read it too)."""
-    return _ext is not None
+    return cpp_build.ready()
 
 
 def paged_decode_attention(

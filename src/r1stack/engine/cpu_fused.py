@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from r1stack.engine import kernels
-from r1stack.engine.cpp_build import build
+from r1stack.engine import cpp_build, kernels
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -108,14 +107,8 @@ at::Tensor silu_mul(at::Tensor gate_up) {
 }
 """
 
-_ext = None
-
-
-def _module():
-    global _ext
-    if _ext is None:
-        _ext = build("r1stack_fused_v1", _SOURCE, ["add_rms_norm", "rotary", "silu_mul"], "CPU fused kernels")
-    return _ext
+cpp_build.register("fused", _SOURCE, ["add_rms_norm", "rotary", "silu_mul"])
+_module = cpp_build.module
 
 
 def available() -> bool:

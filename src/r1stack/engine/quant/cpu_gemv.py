@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from r1stack.engine.cpp_build import build
+from r1stack.engine import cpp_build
 
 TILE = 16  # output rows per vector
 BLOCK = 32  # activations per int8 scale
@@ -150,7 +150,7 @@ static void rows_of_tile(const uint8_t* w, const at::Half* sc4, const float* sc,
   for (; m < M; ++m) tile<BITS, 1, TO>(w, sc4, sc, zr, K, group, rows.data() + m, y + m * N, N);
 }
 template <typename TI, typename TO>
-static void run(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& zeros,
+static void gemv_rows(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& zeros,
                 int64_t group, int64_t bits, at::Tensor& y) {
   const int64_t M = x.size(0), K = x.size(1), T = packed.size(0), N = T * 16;
   std::vector<QRow> rows(M);
@@ -183,8 +183,8 @@ at::Tensor gemv(at::Tensor x, at::Tensor packed, at::Tensor scales, at::Tensor z
   TORCH_CHECK(K % 32 == 0 && packed.size(1) * 4 == K, "K must be a multiple of 32 and match the weights");
   TORCH_CHECK(bits == 4 ? (group % 32 == 0 && K % group == 0) : true, "group must be a multiple of 32");
   auto y = at::empty({x.size(0), packed.size(0) * 16}, x.options());
-  if (x.scalar_type() == at::kBFloat16) run<at::BFloat16, at::BFloat16>(x, packed, scales, zeros, group, bits, y);
-  else if (x.scalar_type() == at::kFloat) run<float, float>(x, packed, scales, zeros, group, bits, y);
+  if (x.scalar_type() == at::kBFloat16) gemv_rows<at::BFloat16, at::BFloat16>(x, packed, scales, zeros, group, bits, y);
+  else if (x.scalar_type() == at::kFloat) gemv_rows<float, float>(x, packed, scales, zeros, group, bits, y);
   else TORCH_CHECK(false, "x must be float32 or bfloat16");
   return y;
 #else
@@ -193,14 +193,8 @@ at::Tensor gemv(at::Tensor x, at::Tensor packed, at::Tensor scales, at::Tensor z
 }
 """
 
-_ext = None
-
-
-def _module():
-    global _ext
-    if _ext is None:
-        _ext = build("r1stack_qgemv_v5", _SOURCE, ["gemv", "has_vnni"], "CPU int4/int8 matmul kernel")
-    return _ext
+cpp_build.register("gemv", _SOURCE, ["gemv", "has_vnni"])
+_module = cpp_build.module
 
 
 def _cpu_has_vnni() -> bool:
