@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "upstream"))
-from gateway_procs import Proc, free_port, start_gateway  # noqa: E402
+from gateway_procs import FORCED_WEATHER_CALL, Proc, free_port, start_gateway  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = os.environ.get("R1STACK_VLLM_PYTHON", "")
@@ -129,25 +129,7 @@ def test_chat_and_stream_through_the_gateway_are_vllms_answer(vllm, gw):
 
 def test_tool_calls_through_the_gateway_use_vllms_structured_output(gw):
     """A forced call's arguments come from vLLM under response_format (its guided decoding) and parse."""
-    weather = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-    r = gw.openai().chat.completions.create(
-        model="smol",
-        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[weather],
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=48,
-        temperature=0,
-    )
+    r = gw.openai().chat.completions.create(**FORCED_WEATHER_CALL)
     assert r.choices[0].finish_reason == "tool_calls"
     (call,) = r.choices[0].message.tool_calls
     assert call.function.name == "get_weather"

@@ -133,3 +133,27 @@ def start_gateway(
 ) -> Proc:
     ups = [a for u in upstreams for a in ("--upstream", u)]
     return start(tmp, *ups, *args, env={**FAST, **(env or {})}, ready=ready)
+
+
+# A forced tool call through a gateway: the request both gateway suites send (native upstream and vLLM).
+FORCED_WEATHER_CALL = dict(
+    model="smol",
+    messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+    tools=[
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "The current weather in a city",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ],
+    tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    max_tokens=48,
+    temperature=0,
+)

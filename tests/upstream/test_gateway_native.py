@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from gateway_procs import start_gateway, start_native
+from gateway_procs import FORCED_WEATHER_CALL, start_gateway, start_native
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "Name three colours."}]
@@ -99,26 +99,9 @@ def test_client_disconnect_cancels_the_upstream_request(native, gw):
     assert _metric(native, "r1stack:generation_tokens_total") < 1900
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-
-
 def test_tool_calls_through_the_gateway(gw):
     """A forced call: the gateway asks the upstream for the arguments under response_format and checks them."""
-    kw = dict(
-        model="smol",
-        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[WEATHER],
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=48,
-        temperature=0,
-    )
+    kw = FORCED_WEATHER_CALL
     r = gw.openai().chat.completions.create(**kw)
     assert r.choices[0].finish_reason == "tool_calls"
     (call,) = r.choices[0].message.tool_calls

@@ -151,15 +151,13 @@ class _ops:
         if not _eager(x) or weight.dtype != torch.bfloat16:
             return kernels.add_rms_norm(x, residual, weight, eps)
         empty = x.new_empty(0)
-        out, total = _module().add_rms_norm(x, empty if residual is None else residual, weight, eps)
-        return out, total
+        return tuple(_module().add_rms_norm(x, empty if residual is None else residual, weight, eps))
 
     @staticmethod
     def rotary(q, k, cos, sin):
         if not _eager(q) or cos.dtype != torch.bfloat16 or q.stride(-1) != 1 or k.stride(-1) != 1:
             return kernels.rotary(q, k, cos, sin)
-        q, k = _module().rotary(q, k, cos, sin)
-        return q, k
+        return tuple(_module().rotary(q, k, cos, sin))
 
     @staticmethod
     def silu_mul(gate_up):

@@ -198,12 +198,7 @@ _module = cpp_build.module
 
 
 def _cpu_has_vnni() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return {"avx512f", "avx512bw", "avx512_vnni"} <= set(flags)
+    return {"avx512f", "avx512bw", "avx512_vnni"} <= set(cpp_build.cpu_flags().split())
 
 
 _usable: bool | None = None
