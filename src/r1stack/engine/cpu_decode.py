@@ -2,8 +2,7 @@
 decode layer function (model.forward_decode). Each layer is the very C++ calls the modules make, in the same
 order (cpu_fused's norm, rotary and SiLU x up, cpu_gemv's matmuls, cpu_attention's paged attention), so the
 numbers are the module path's; what goes is the ~200 us per layer of module calls, attribute lookups and
-dispatch checks around them, which at one sequence was a third of a token's time. Batches above cpu_fused's row
-limit take compiled.eager_decode_layer, whose ops are then PyTorch's, as the module path's are.
+dispatch checks around them, which at one sequence was a third of a token's time.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 from r1stack.engine import cpu_attention, cpu_fused
-from r1stack.engine.compiled import eager_decode_layer
 from r1stack.engine.quant import cpu_gemv
 from r1stack.engine.quant.linear import Int4Linear, Int8Linear
 
@@ -99,8 +97,6 @@ def _gather(layer) -> _Layer:
 def decode_layer(layer, x, residual, cos, sin, *kv):
     """compiled.eager_decode_layer's signature; kv = (k_cache, v_cache, slot_mapping, block_tables,
     context_lens, block_size)."""
-    if x.shape[0] > cpu_fused.MAX_ROWS:
-        return eager_decode_layer(layer, x, residual, cos, sin, *kv)
     k_cache, v_cache, slot_mapping, block_tables, context_lens, block_size = kv
     p = layer.__dict__.get("_cpu_decode") or _gather(layer)
     fused, gemv = cpu_fused._module(), cpu_gemv._module().gemv
@@ -110,11 +106,9 @@ def decode_layer(layer, x, residual, cos, sin, *kv):
         qkv = qkv + p.qkv_bias
     q, k, v = qkv.split(p.sizes, dim=-1)
     q, k = fused.rotary(q.view(-1, p.h, p.d), k.view(-1, p.hkv, p.d), cos, sin)
-    k_cache.index_copy_(0, slot_mapping, k)
-    v_cache.index_copy_(0, slot_mapping, v.view(-1, p.hkv, p.d))
-    o = cpu_attention._build().paged_decode_attention(
-        q, k_cache, v_cache, block_tables, context_lens, block_size, p.scale
-    )
+    attn = cpu_attention._build()
+    attn.store_kv(k_cache, v_cache, slot_mapping, k, v.view(-1, p.hkv, p.d))
+    o = attn.paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, block_size, p.scale)
     h = gemv(o.view(-1, p.h * p.d), *p.o)
     h, residual = fused.add_rms_norm(h, residual, p.ln2, p.eps2)
     return gemv(fused.silu_mul(gemv(h, *p.gate_up)), *p.down), residual

@@ -1,4 +1,4 @@
-"""int4 and int8 weight-only matmuls for a few rows (single-user decode) on CPUs with AVX512-VNNI.
+"""int4 and int8 weight-only matmuls on CPUs with AVX512-VNNI, from one row (single-user decode) to prefill.
 
 PyTorch's packed CPU kernels widen every weight to bf16 before multiplying: at one row that runs at a few
 GMAC/s, and the int8 lm_head alone cost 4 ms a token on SmolLM2. Here, as llama.cpp does, the activations are
@@ -10,9 +10,11 @@ fp32 once per block. The weights are repacked at load into the order that instru
   q[16t + 8 + i/4, 4j + i%4] in its high one (q in 0..15, w = (q - 8) * scale + zero per group);
 - int8: [N/16, K/4, 64] bytes, byte i = q[16t + i/4, 4j + i%4] + 128 (w = q * scale per row).
 
-The result differs from the bf16 kernels by the activations' int8 rounding (about 0.4% of a block's largest
-value), the error llama.cpp's Q8 activations carry too. The build is the engine's C++ build (cpp_build.py);
-without AVX512-VNNI or a compiler, `available()` is False and the layers keep PyTorch's kernels.
+At serving batch sizes int8 runs two tiles by four rows at a time, so that vpdpbusd rather than the loads sets
+the pace (about 2x PyTorch's bf16 matmul per core), and the tiles split across torch's threads. The result differs
+from the bf16 kernels by the activations' int8 rounding (about 0.4% of a block's largest value), the error
+llama.cpp's Q8 activations carry too. The build is the engine's C++ build (cpp_build.py); without AVX512-VNNI or
+a compiler, `available()` is False and the layers keep PyTorch's kernels.
 """
 
 from __future__ import annotations
@@ -25,158 +27,185 @@ TILE = 16  # output rows per vector
 BLOCK = 32  # activations per int8 scale
 
 _SOURCE = r"""
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
-#include <cmath>
-#include <cstring>
-#include <vector>
-#ifdef __AVX512VNNI__
-#include <immintrin.h>
-#endif
-
 bool has_vnni() {
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(R1_AVX512) && defined(__AVX512VNNI__)
   return true;
 #else
   return false;
 #endif
 }
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-// One row of activations as int8 per block of 32: values q, scale d, sum of q (for the weights' offset), and the
-// exact float sum per weight group (for the int4 zero points).
-struct QRow {
-  std::vector<int8_t> q; std::vector<float> d; std::vector<int32_t> s; std::vector<float> gsum;
+#if defined(R1_AVX512) && defined(__AVX512VNNI__)
+// Rows of activations as int8 per block of 32, in one buffer each: values q [M, K], scales d [M, K/32], sums of q
+// s [M, K/32] (for the weights' offset), and per row the int8 offset term off = 128 * sum_b d_b s_b and, for int4,
+// the exact float sums per weight group gsum [M, K/group] (for the zero points).
+struct QRows {
+  int64_t K = 0, nb = 0, G = 0;
+  std::vector<int8_t> q; std::vector<float> d; std::vector<int32_t> s; std::vector<float> off, gsum;
+  const int8_t* qr(int64_t m) const { return q.data() + m * K; }
+  const float* dr(int64_t m) const { return d.data() + m * nb; }
+  const int32_t* sr(int64_t m) const { return s.data() + m * nb; }
 };
-
-static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-static inline __m512 load16(const at::BFloat16* p) {  // bf16 -> fp32 is exact: the bits shifted up
-  __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-}
 
 // Vectorised: at prefill sizes the scalar loop was a tenth of the matmul's time.
 template <typename T>
-static void quantize(const T* x_in, int64_t K, int64_t group, QRow& r) {
-  const int64_t nb = K / 32;
-  r.q.resize(K); r.d.resize(nb); r.s.resize(nb);
-  if (group > 0) r.gsum.assign(K / group, 0.f);
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m512 x0 = load16(x_in + b * 32), x1 = load16(x_in + b * 32 + 16);
+static void quantize_row(const T* x_in, QRows& r, int64_t m, int64_t group) {
+  int8_t* q = r.q.data() + m * r.K;
+  float* d = r.d.data() + m * r.nb;
+  int32_t* s = r.s.data() + m * r.nb;
+  float* gs = group > 0 ? r.gsum.data() + m * r.G : nullptr;
+  if (gs) std::fill(gs, gs + r.G, 0.f);
+  float off = 0.f;
+  for (int64_t b = 0; b < r.nb; ++b) {
+    const __m512 x0 = r1::load16(x_in + b * 32), x1 = r1::load16(x_in + b * 32 + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-    const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+    const float db = amax / 127.f, id = db > 0.f ? 1.f / db : 0.f;
     // the default rounding mode (to nearest, ties to even), as lrintf rounds
     const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
     const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.q.data() + b * 32), _mm512_cvtepi32_epi8(i0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.q.data() + b * 32 + 16), _mm512_cvtepi32_epi8(i1));
-    r.d[b] = d;
-    r.s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-    if (group > 0) r.gsum[b * 32 / group] += _mm512_reduce_add_ps(_mm512_add_ps(x0, x1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * 32), _mm512_cvtepi32_epi8(i0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * 32 + 16), _mm512_cvtepi32_epi8(i1));
+    d[b] = db;
+    s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    off += 128.f * db * static_cast<float>(s[b]);
+    if (gs) gs[b * 32 / group] += _mm512_reduce_add_ps(_mm512_add_ps(x0, x1));
   }
+  r.off[m] = off;
 }
 
-static inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-static inline void store16(at::BFloat16* p, __m512 v) {
-#ifdef __AVX512BF16__
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
-#else
-  alignas(64) float t[16];
-  _mm512_store_ps(t, v);
-  for (int j = 0; j < 16; ++j) p[j] = static_cast<at::BFloat16>(t[j]);
-#endif
+template <typename T>
+static void quantize(const T* x, int64_t M, int64_t K, int64_t group, QRows& r) {
+  r.K = K; r.nb = K / 32; r.G = group > 0 ? K / group : 0;
+  r.q.resize(M * K); r.d.resize(M * r.nb); r.s.resize(M * r.nb); r.off.resize(M); r.gsum.resize(M * r.G);
+  at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) { for (int64_t m = b; m < e; ++m) quantize_row(x + m * K, r, m, group); });
 }
 
 static inline __m512i bcast4(const int8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm512_set1_epi32(v); }
-
-// 16 outputs of one tile for R quantized rows at once: each k-step's weights are loaded and unpacked once for
-// all R rows (prefill), and the R accumulator chains hide vpdpbusd's latency. BITS 4: w = (q - 8) * scale + zero
-// per group; BITS 8: weights stored as q + 128, w = q * scale per row.
 static inline __m512 half16(const at::Half* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// int4: sc4/zr are the tile's fp16 scales and zeros [G, 16]; int8: sc is the tile's 16 fp32 row scales.
-template <int BITS, int R, typename TO>
-static inline void tile(const uint8_t* w, const at::Half* sc4, const float* sc, const at::Half* zr, int64_t K,
-                        int64_t group, const QRow* x, TO* y, int64_t ldy) {
+// int8: NT tiles of 16 outputs for R rows. Per k-step the NT weight vectors are loaded once for R rows and each
+// row's 4 activations once for NT tiles: 2 x 4 keeps vpdpbusd, not the loads, the limit. Weights are stored as
+// q + 128 (vpdpbusd multiplies unsigned by signed), so each block sums d_b (sum q x + 128 s_b); the 128 s_b part
+// comes off once per row at the end (QRows::off), and the per-row weight scale is applied there too.
+template <int R, int NT, typename TO>
+static inline void tile8(const uint8_t* w, int64_t tile_bytes, const float* sc, const QRows& x, int64_t m0, TO* y,
+                         int64_t ldy) {
+  __m512 out[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) out[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < x.nb; ++b) {
+    __m512i acc[R][NT];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_si512();
+    const uint8_t* wb = w + b * 8 * 64;
+    for (int j = 0; j < 8; ++j) {
+      __m512i wv[NT];
+      for (int t = 0; t < NT; ++t) wv[t] = _mm512_loadu_si512(wb + t * tile_bytes + j * 64);
+      for (int r = 0; r < R; ++r) {
+        const __m512i xv = bcast4(x.qr(m0 + r) + b * 32 + j * 4);
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[t], xv);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 d = _mm512_set1_ps(x.dr(m0 + r)[b]);
+      for (int t = 0; t < NT; ++t) out[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][t]), d, out[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) {
+      const __m512 v = _mm512_sub_ps(out[r][t], _mm512_set1_ps(x.off[m0 + r]));
+      r1::store16(y + r * ldy + t * 16, _mm512_mul_ps(v, _mm512_loadu_ps(sc + t * 16)));
+    }
+}
+
+// int4: one tile for R rows; w = (q - 8) * scale + zero per group, sc4/zr the tile's fp16 scales and zeros [G, 16].
+template <int R, typename TO>
+static inline void tile4(const uint8_t* w, const at::Half* sc4, const at::Half* zr, int64_t group, const QRows& x,
+                         int64_t m0, TO* y, int64_t ldy) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  constexpr int STEP = BITS == 4 ? 32 : 64;  // bytes per k-step of 4
-  constexpr float OFFSET = BITS == 4 ? 8.f : 128.f;
   __m512 out[R];
   for (int r = 0; r < R; ++r) out[r] = _mm512_setzero_ps();
-  const int64_t per_group = BITS == 4 ? group / 32 : 1;
-  for (int64_t b = 0; b < K / 32; ++b) {
+  const int64_t per_group = group / 32;
+  for (int64_t b = 0; b < x.nb; ++b) {
     __m512i acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
-    const uint8_t* wb = w + b * 8 * STEP;
+    const uint8_t* wb = w + b * 8 * 32;
     for (int j = 0; j < 8; ++j) {
-      __m512i wv;
-      if constexpr (BITS == 4) {
-        __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + j * STEP));
-        wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(p, m4)),
-                                _mm256_and_si256(_mm256_srli_epi16(p, 4), m4), 1);
-      } else {
-        wv = _mm512_loadu_si512(wb + j * STEP);
-      }
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], wv, bcast4(x[r].q.data() + b * 32 + j * 4));
+      const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + j * 32));
+      const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(p, m4)),
+                                            _mm256_and_si256(_mm256_srli_epi16(p, 4), m4), 1);
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], wv, bcast4(x.qr(m0 + r) + b * 32 + j * 4));
     }
-    // sum (q - offset) * xq = sum q * xq - offset * sum xq; then the block's activation scale (and the group's
-    // weight scale for int4; int8's per-row scale is applied once at the end)
-    const __m512 ws = BITS == 4 ? half16(sc4 + (b / per_group) * 16) : _mm512_set1_ps(1.f);
+    // sum (q - 8) * xq = sum q * xq - 8 * sum xq; then the block's activation scale and the group's weight scale
+    const __m512 ws = half16(sc4 + (b / per_group) * 16);
     for (int r = 0; r < R; ++r) {
-      __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[r]), _mm512_set1_ps(OFFSET * x[r].s[b]));
-      out[r] = _mm512_fmadd_ps(f, _mm512_mul_ps(ws, _mm512_set1_ps(x[r].d[b])), out[r]);
+      const __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[r]), _mm512_set1_ps(8.f * x.sr(m0 + r)[b]));
+      out[r] = _mm512_fmadd_ps(f, _mm512_mul_ps(ws, _mm512_set1_ps(x.dr(m0 + r)[b])), out[r]);
     }
   }
   for (int r = 0; r < R; ++r) {
-    if constexpr (BITS == 4) {
-      for (int64_t g = 0; g < K / group; ++g)
-        out[r] = _mm512_fmadd_ps(half16(zr + g * 16), _mm512_set1_ps(x[r].gsum[g]), out[r]);
-    } else {
-      out[r] = _mm512_mul_ps(out[r], _mm512_loadu_ps(sc));
-    }
-    store16(y + r * ldy, out[r]);
+    const float* gs = x.gsum.data() + (m0 + r) * x.G;
+    for (int64_t g = 0; g < x.G; ++g) out[r] = _mm512_fmadd_ps(half16(zr + g * 16), _mm512_set1_ps(gs[g]), out[r]);
+    r1::store16(y + r * ldy, out[r]);
   }
 }
 
-// Every row of one tile, its 16 outputs written in the output's dtype.
-template <int BITS, typename TO>
-static void rows_of_tile(const uint8_t* w, const at::Half* sc4, const float* sc, const at::Half* zr, int64_t K,
-                         int64_t group, const std::vector<QRow>& rows, TO* y, int64_t N) {
-  const int64_t M = rows.size();
-  int64_t m = 0;
-  for (; m + 4 <= M; m += 4) tile<BITS, 4, TO>(w, sc4, sc, zr, K, group, rows.data() + m, y + m * N, N);
-  for (; m < M; ++m) tile<BITS, 1, TO>(w, sc4, sc, zr, K, group, rows.data() + m, y + m * N, N);
-}
+// Rows in chunks that stay in L2 while the weights stream past them; within a chunk, tiles split across threads.
+constexpr int64_t ROW_CHUNK = 128;
+
 template <typename TI, typename TO>
 static void gemv_rows(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& zeros,
-                int64_t group, int64_t bits, at::Tensor& y) {
+                      int64_t group, int64_t bits, at::Tensor& y) {
   const int64_t M = x.size(0), K = x.size(1), T = packed.size(0), N = T * 16;
-  std::vector<QRow> rows(M);
-  for (int64_t m = 0; m < M; ++m) quantize(x.data_ptr<TI>() + m * K, K, bits == 4 ? group : 0, rows[m]);
+  QRows rows;
+  quantize(x.data_ptr<TI>(), M, K, bits == 4 ? group : 0, rows);
   TO* yp = y.data_ptr<TO>();
   const uint8_t* wp = packed.data_ptr<uint8_t>();
   const int64_t tile_bytes = packed.size(1) * packed.size(2), G = bits == 4 ? K / group : 0;
-  const at::Half* s4 = bits == 4 ? scales.data_ptr<at::Half>() : nullptr;
-  const at::Half* zp = bits == 4 ? zeros.data_ptr<at::Half>() : nullptr;
-  const float* s8 = bits == 8 ? scales.data_ptr<float>() : nullptr;
-  at::parallel_for(0, T, 8, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {  // the tile stays in L1 across the rows
-      if (bits == 4)
-        rows_of_tile<4, TO>(wp + t * tile_bytes, s4 + t * G * 16, nullptr, zp + t * G * 16, K, group, rows,
-                            yp + t * 16, N);
-      else
-        rows_of_tile<8, TO>(wp + t * tile_bytes, nullptr, s8 + t * 16, nullptr, K, group, rows, yp + t * 16, N);
+  for (int64_t c0 = 0; c0 < M; c0 += ROW_CHUNK) {
+    const int64_t c1 = std::min(M, c0 + ROW_CHUNK);
+    if (bits == 8 && c1 - c0 < 4) {  // a few rows (single-user decode): one tile at a time streams the weights best
+      const float* s8 = scales.data_ptr<float>();
+      at::parallel_for(0, T, 8, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t)
+          for (int64_t m = c0; m < c1; ++m) tile8<1, 1, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
+      });
+    } else if (bits == 8) {
+      const float* s8 = scales.data_ptr<float>();
+      at::parallel_for(0, T / 2, 4, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {  // a pair of tiles, every row of the chunk
+          const int64_t t = 2 * p;
+          int64_t m = c0;
+          for (; m + 4 <= c1; m += 4) tile8<4, 2, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
+          for (; m < c1; ++m) tile8<1, 2, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
+        }
+      });
+      if (T % 2) {
+        const int64_t t = T - 1;
+        for (int64_t m = c0; m < c1; ++m) tile8<1, 1, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
+      }
+    } else {
+      const at::Half* s4 = scales.data_ptr<at::Half>();
+      const at::Half* zp = zeros.data_ptr<at::Half>();
+      at::parallel_for(0, T, 8, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {  // the tile stays in L1 across the rows
+          const uint8_t* w = wp + t * tile_bytes;
+          int64_t m = c0;
+          for (; m + 4 <= c1; m += 4) tile4<4, TO>(w, s4 + t * G * 16, zp + t * G * 16, group, rows, m, yp + m * N + t * 16, N);
+          for (; m < c1; ++m) tile4<1, TO>(w, s4 + t * G * 16, zp + t * G * 16, group, rows, m, yp + m * N + t * 16, N);
+        }
+      });
     }
-  });
+  }
 }
 #endif
 
 // x [M, K] float32 or bf16, contiguous; int4: packed [N/16, K/4, 32] uint8, scales/zeros [N/16, K/group, 16]
 // float16; int8: packed [N/16, K/4, 64] uint8, scales [N] float32. Returns [M, N] in x's dtype.
 at::Tensor gemv(at::Tensor x, at::Tensor packed, at::Tensor scales, at::Tensor zeros, int64_t group, int64_t bits) {
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(R1_AVX512) && defined(__AVX512VNNI__)
   TORCH_CHECK(x.dim() == 2 && packed.dim() == 3, "x [M, K], packed [N/16, K/4, bytes]");
   if (!x.is_contiguous()) x = x.contiguous();
   const int64_t K = x.size(1);
