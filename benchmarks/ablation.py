@@ -8,10 +8,14 @@ moment its output is returned: in static batching that is when its whole batch e
   - static batching: the same engine fed one batch of --concurrency requests at a time;
   - no KV cache: static batches again, every step recomputing each sequence's whole context (r1stack's own
     model and kernels, a throwaway cache per step), against static batching with the cache;
-  - eager: the engine with enforce_eager (no compiled/fused decode step), continuous batching.
-Writes results/ablation.json.
+  - no custom kernels: continuous batching on PyTorch's ops alone (cpu_kernels=False: no C++ attention, fused
+    ops or VNNI matmuls), in a process of its own since the switch is process-wide;
+  - compiled: the decode step through torch.compile (enforce_eager=False) against the shipped eager step.
+The engine "as shipped" is the engine's own choice of step (eager on CPU, compiled on CUDA). Writes
+results/ablation.json (ablation-<quantization>.json for quantized weights).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ablation.py [--threads 1] [--requests 8] [--concurrency 4]
+        [--quantization none|int8|...]
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch
 from common import DATA_DIR, print_table, wait_compiled, write_results  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
-CLAIMS = {"continuous batching": 35.0, "KV cache": 42.0, "compiled/fused kernels": 58.0}
+CLAIMS = {"continuous batching": 35.0, "KV cache": 42.0, "custom kernels": 58.0}
 
 
 def workload(n: int, seed: int = 0) -> list[tuple[list[int], int]]:
@@ -35,7 +39,7 @@ def workload(n: int, seed: int = 0) -> list[tuple[list[int], int]]:
     ]
 
 
-def engine(eager: bool, concurrency: int, dtype: str):
+def engine(eager: bool | None, concurrency: int, dtype: str, quantization: str, cpu_kernels: bool = True):
     from r1stack import LLM
 
     llm = LLM(
@@ -46,6 +50,8 @@ def engine(eager: bool, concurrency: int, dtype: str):
         max_num_seqs=concurrency,
         enforce_eager=eager,
         enable_prefix_caching=False,
+        quantization=quantization,
+        cpu_kernels=cpu_kernels,
     )
     wait_compiled(llm)
     warm(llm)
@@ -126,33 +132,65 @@ def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
+def plain_arm(a) -> float:
+    """Best mean latency of --repeats continuous runs without the C++ kernels, from a fresh process."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        __file__,
+        "--arm",
+        "plain",
+        "--threads",
+        str(a.threads),
+        "--requests",
+        str(a.requests),
+    ]
+    cmd += ["--concurrency", str(a.concurrency), "--dtype", a.dtype, "--quantization", a.quantization]
+    r = subprocess.run(cmd + ["--repeats", str(a.repeats)], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])["continuous"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--requests", type=int, default=8)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--quantization", default="none", help="the weights of every arm (none, int8, int4, ...)")
     ap.add_argument(
-        "--repeats", type=int, default=3, help="alternating runs of compiled and eager (best kept)"
+        "--repeats", type=int, default=3, help="alternating runs of each continuous arm (best kept)"
     )
+    ap.add_argument("--arm", choices=["all", "plain"], default="all", help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     work = workload(a.requests)
-    fast = engine(False, a.concurrency, a.dtype)
-    slow = engine(True, a.concurrency, a.dtype)
-    # The machine is shared: the two continuous runs alternate, --repeats times each, and each keeps its best,
-    # so that a change of load between them does not pass for a difference between them.
-    lat = {"continuous": float("inf"), "continuous, eager": float("inf")}
+    if a.arm == "plain":
+        import json
+
+        llm = engine(None, a.concurrency, a.dtype, a.quantization, cpu_kernels=False)
+        print(json.dumps({"continuous": min(mean(continuous(llm, work)) for _ in range(a.repeats))}))
+        return
+    shipped = engine(None, a.concurrency, a.dtype, a.quantization)
+    compiled = engine(False, a.concurrency, a.dtype, a.quantization)
+    # The machine is shared: the continuous runs alternate, --repeats times each, and each keeps its best, so
+    # that a change of load between them does not pass for a difference between them.
+    lat = {"continuous": float("inf"), "continuous, compiled": float("inf")}
     for _ in range(a.repeats):
-        lat["continuous"] = min(lat["continuous"], mean(continuous(fast, work)))
-        lat["continuous, eager"] = min(lat["continuous, eager"], mean(continuous(slow, work)))
-    lat["static"] = mean(static(fast, work, a.concurrency))
-    lat["static, no KV cache"] = mean(no_kv_cache(fast, work, a.concurrency))
-    compiled_used = fast.engine.runner.decode_step is not None and not fast.engine.runner.decode_step.failed
+        lat["continuous"] = min(lat["continuous"], mean(continuous(shipped, work)))
+        lat["continuous, compiled"] = min(lat["continuous, compiled"], mean(continuous(compiled, work)))
+    lat["static"] = mean(static(shipped, work, a.concurrency))
+    lat["static, no KV cache"] = mean(no_kv_cache(shipped, work, a.concurrency))
+    lat["continuous, no custom kernels"] = plain_arm(a)
+    step = compiled.engine.runner.decode_step
+    compiled_used = step is not None and not getattr(step, "failed", True)
     pairs = [
         ("continuous batching", "static", "continuous"),
         ("KV cache", "static, no KV cache", "static"),
-        ("compiled/fused kernels", "continuous, eager", "continuous"),
+        ("custom kernels", "continuous, no custom kernels", "continuous"),
+        ("compiled decode step (vs shipped eager)", "continuous", "continuous, compiled"),
     ]
     rows, table = [], {}
     for feature, off, on in pairs:
@@ -161,17 +199,19 @@ def main() -> None:
             "without_s": lat[off],
             "with_s": lat[on],
             "latency_cut_pct": cut,
-            "claim_pct": CLAIMS[feature],
+            "claim_pct": CLAIMS.get(feature),
         }
-        rows.append([feature, f"{lat[off]:.2f}", f"{lat[on]:.2f}", f"{cut:.0f}%", f"{CLAIMS[feature]:.0f}%"])
+        claim = f"{CLAIMS[feature]:.0f}%" if feature in CLAIMS else "-"
+        rows.append([feature, f"{lat[off]:.2f}", f"{lat[on]:.2f}", f"{cut:.0f}%", claim])
     print_table(
         f"ablation: mean request latency, {a.requests} requests, {a.concurrency} at a time, {a.dtype}, "
+        f"weights {a.quantization}, "
         f"{a.threads} thread(s)",
         ["feature", "without (s)", "with (s)", "latency cut", "guide's claim"],
         rows,
     )
     write_results(
-        "ablation",
+        "ablation" if a.quantization == "none" else f"ablation-{a.quantization}",
         {
             "model": MODEL,
             "workload": {
@@ -181,6 +221,7 @@ def main() -> None:
                 "output_len": "uniform[8,48]",
                 "seed": 0,
                 "dtype": a.dtype,
+                "quantization": a.quantization,
                 "threads": a.threads,
                 "repeats": a.repeats,
             },

@@ -37,6 +37,8 @@ class EngineSettings(BaseModel):
     quantization: str = "none"
     # True: eager decode step; False: compiled (torch.compile, CUDA graphs on GPU); None: compiled on CUDA only
     enforce_eager: bool | None = None
+    # False: PyTorch's ops only, without r1stack's C++ CPU kernels (for the whole process)
+    cpu_kernels: bool = True
 
 
 class ServerSettings(BaseModel):

@@ -154,3 +154,27 @@ def test_cpu_decode_step_gives_the_module_paths_tokens(data_dir, quantization):
     fast = [o.outputs[0].token_ids for o in llm.generate(PROMPTS, params)]
     runner.decode_step = None  # the module path: model.forward on every step
     assert [o.outputs[0].token_ids for o in llm.generate(PROMPTS, params)] == fast
+
+
+def test_cpu_kernels_off_runs_on_pytorch_ops_alone(data_dir):
+    """`cpu_kernels=False` (process-wide, so in a fresh process): no C++ build, int8 layers on PyTorch's kernel,
+    and the int8 model still answers."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"""
+import json
+from r1stack import LLM, SamplingParams
+from r1stack.engine import cpp_build
+llm = LLM({MODEL!r}, dtype="bfloat16", data_dir={str(data_dir)!r}, kv_cache_bytes={KV}, quantization="int8",
+          cpu_kernels=False)
+out = llm.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=8))[0].outputs[0].text
+kernels = sorted({{m.kernel for m in llm.engine.model.modules() if hasattr(m, "kernel")}})
+print(json.dumps({{"text": out, "kernels": kernels, "built": cpp_build.ready()}}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["kernels"] == ["cpu"] and got["built"] is False
+    assert "Paris" in got["text"]

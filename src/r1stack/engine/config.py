@@ -34,6 +34,9 @@ class EngineArgs:
     # True: never compile the decode step (vLLM's name for the switch); False: compile it (torch.compile, plus
     # CUDA graphs on CUDA); None: compile on CUDA, eager on CPU.
     enforce_eager: bool | None = None
+    # False: PyTorch's ops only, without our C++ CPU kernels (attention, fused ops, VNNI matmuls). Process-wide:
+    # the A/B switch for benchmarks and a way out should a kernel misbehave on some machine.
+    cpu_kernels: bool = True
     data_dir: Path | None = None  # where catalogue models live; None: the settings' data_dir
 
     @classmethod
@@ -51,6 +54,7 @@ class EngineArgs:
             block_size=e.block_size,
             quantization=e.quantization,
             enforce_eager=e.enforce_eager,
+            cpu_kernels=e.cpu_kernels,
             data_dir=settings.data_dir,
         )
         for k, v in overrides.items():

@@ -96,6 +96,16 @@ def module():
     return _built[0]
 
 
+def disable() -> bool:
+    """Turns the kernels off for this process: every caller takes its PyTorch path. False when they are already
+    built here (code may hold weights packed for them, so they stay)."""
+    with _lock:
+        if not _built:
+            _built.append(None)
+            log.info("C++ kernels off: PyTorch's ops throughout")
+        return _built[0] is None
+
+
 def ready() -> bool:
     """True once built (no lock and no build: compiled code and hot paths ask this)."""
     return bool(_built) and _built[0] is not None

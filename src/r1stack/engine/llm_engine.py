@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from r1stack.engine import cpu_attention, cpu_decode, cpu_fused, packed_linear, store
+from r1stack.engine import cpp_build, cpu_attention, cpu_decode, cpu_fused, packed_linear, store
 from r1stack.engine.block_manager import BlockManager
 from r1stack.engine.compiled import DecodeStep
 from r1stack.engine.config import EngineArgs
@@ -80,6 +80,10 @@ class LLMEngine:
 
             args.data_dir = get_settings().data_dir
         self.args = args
+        if not args.cpu_kernels and not cpp_build.disable():
+            log.warning(
+                "cpu_kernels=false ignored: another engine in this process already uses the C++ kernels"
+            )
         src = store.resolve(args.model, args.data_dir)
         self.device = args.resolve_device()
         self.dtype = args.resolve_dtype(self.device)
