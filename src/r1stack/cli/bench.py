@@ -24,7 +24,7 @@ TABLES = {
     "latency": ("serving.py", "HTTP server, Poisson arrivals: TTFT and time per output token p50/p99"),
     "ablation": (
         "ablation.py",
-        "mean request latency without batching / KV cache / compilation vs the guide",
+        "mean request latency without batching / KV cache / our kernels vs the guide; torch.compile vs eager",
     ),
     "quant": ("quant.py", "perplexity on GPL-3 and decode speed for each quantization"),
     "kv": ("kv_memory.py", "KV bytes reserved vs used: paged vs contiguous preallocation"),
