@@ -42,3 +42,18 @@ def test_fused_kernels_match_pytorch(rows, dim, head_dim):
 
     gate_up = bf(rows, 2 * dim) * 4
     assert bf16_ulps(ops.silu_mul(gate_up), kernels.silu_mul(gate_up)) <= 1
+
+
+def test_argmax_matches_torch():
+    from r1stack.engine import cpp_build, cpu_sample
+
+    assert cpp_build.module() is not None
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(6, 1003, generator=g).bfloat16()  # a vocabulary that is not a multiple of 16
+    logits[1, 7] = logits[1, 900] = 50.0  # a tie: the first position wins
+    logits[2, 1002] = 60.0  # the maximum in the scalar tail
+    logits[3, 11] = logits[3, 500] = float("nan")  # NaN counts as the largest, as torch.argmax has it
+    logits[4] = float("-inf")
+    want = logits.float().argmax(dim=-1).tolist()
+    assert cpu_sample.argmax(logits) == want
+    assert want[1] == 7 and want[2] == 1002 and want[3] == 11

@@ -19,7 +19,12 @@ from pathlib import Path
 log = logging.getLogger("r1stack.engine")
 
 # Every module that registers a source: imported before a build so that the one extension holds them all.
-KERNEL_MODULES = ("r1stack.engine.cpu_attention", "r1stack.engine.cpu_fused", "r1stack.engine.quant.cpu_gemv")
+KERNEL_MODULES = (
+    "r1stack.engine.cpu_attention",
+    "r1stack.engine.cpu_fused",
+    "r1stack.engine.cpu_sample",
+    "r1stack.engine.quant.cpu_gemv",
+)
 
 # Included once, before every kernel: the headers and the AVX-512 helpers the kernels share.
 PRELUDE = r"""

@@ -77,7 +77,10 @@ template <typename T>
 static void quantize(const T* x, int64_t M, int64_t K, int64_t group, QRows& r) {
   r.K = K; r.nb = K / 32; r.G = group > 0 ? K / group : 0;
   r.q.resize(M * K); r.d.resize(M * r.nb); r.s.resize(M * r.nb); r.off.resize(M); r.gsum.resize(M * r.G);
-  at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) { for (int64_t m = b; m < e; ++m) quantize_row(x + m * K, r, m, group); });
+  // threads only for prefill-sized inputs: at decode sizes waking them costs more than the work
+  at::parallel_for(0, M, std::max<int64_t>(1, 131072 / K), [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; ++m) quantize_row(x + m * K, r, m, group);
+  });
 }
 
 static inline __m512i bcast4(const int8_t* p) { int32_t v; std::memcpy(&v, p, 4); return _mm512_set1_epi32(v); }
