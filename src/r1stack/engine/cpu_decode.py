@@ -1,7 +1,7 @@
 """The decode step of a Llama-architecture model quantized onto the VNNI kernels, eager on CPU, as a model's
 decode layer function (model.forward_decode). Each layer is the very C++ calls the modules make, in the same
-order (cpu_fused's norm, rotary and SiLU x up, cpu_gemv's matmuls, cpu_attention's paged attention), so the
-numbers are the module path's; what goes is the ~200 us per layer of module calls, attribute lookups and
+order (cpu_fused's norm, rotary and SiLU x up, cpu_gemv's matmuls, cpu_attention's paged attention; its
+store_kv writes the cache bytes index_copy_ writes), so the numbers are the module path's; what goes is the ~200 us per layer of module calls, attribute lookups and
 dispatch checks around them, which at one sequence was a third of a token's time.
 """
 
