@@ -165,3 +165,13 @@ def test_awq_column_order_is_autoawqs():
     parts = to_awq(q, torch.ones(8, 1), torch.full((8, 1), 8.0))
     word = parts["qweight"][0, 0].item()
     assert [(word >> (4 * i)) & 0xF for i in range(8)] == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+@pytest.mark.skipif(not cpu_gemv.available(), reason="needs AVX512-VNNI and a C++ compiler")
+def test_vnni_int8_odd_tile_count():
+    """13 tiles of 16 outputs: six pairs and the last tile alone, at decode (2 rows) and batch (9 rows) sizes."""
+    q = int8_rtn(torch.randn(208, 96))
+    lin = Int8Linear(q, None, CPU, kernel="vnni")
+    for rows in (2, 9):
+        x = torch.randn(rows, 96)
+        assert _rel_err(lin(x), F.linear(x, q.dequantize())) < REL_TOL["vnni"]

@@ -36,10 +36,9 @@ std::vector<int64_t> argmax_rows(at::Tensor logits) {
       }
       best = nan ? NAN : _mm512_reduce_max_ps(mx);
 #endif
-      for (int64_t i = v; i < V; ++i) {
+      for (int64_t i = v; i < V; ++i) {  // the tail; once NaN, best stays NaN (x > NaN is false)
         const float x = static_cast<float>(row[i]);
-        best = (std::isnan(best) || x <= best) ? best : x;
-        if (std::isnan(x)) best = NAN;
+        if (std::isnan(x) || x > best) best = x;
       }
       int64_t found = 0;
       for (int64_t i = 0; i < V; ++i) {

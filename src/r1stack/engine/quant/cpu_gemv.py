@@ -155,6 +155,17 @@ static inline void tile4(const uint8_t* w, const at::Half* sc4, const at::Half* 
   }
 }
 
+// NT tiles from tile t for rows [c0, c1): four rows at a time, then one.
+template <int NT, typename TO>
+static void tiles8(const uint8_t* wp, int64_t tile_bytes, const float* s8, const QRows& rows, int64_t t, int64_t c0,
+                   int64_t c1, TO* yp, int64_t N) {
+  const uint8_t* w = wp + t * tile_bytes;
+  TO* y = yp + t * 16;
+  int64_t m = c0;
+  for (; m + 4 <= c1; m += 4) tile8<4, NT, TO>(w, tile_bytes, s8 + t * 16, rows, m, y + m * N, N);
+  for (; m < c1; ++m) tile8<1, NT, TO>(w, tile_bytes, s8 + t * 16, rows, m, y + m * N, N);
+}
+
 // Rows in chunks that stay in L2 while the weights stream past them; within a chunk, tiles split across threads.
 constexpr int64_t ROW_CHUNK = 128;
 
@@ -169,26 +180,17 @@ static void gemv_rows(const at::Tensor& x, const at::Tensor& packed, const at::T
   const int64_t tile_bytes = packed.size(1) * packed.size(2), G = bits == 4 ? K / group : 0;
   for (int64_t c0 = 0; c0 < M; c0 += ROW_CHUNK) {
     const int64_t c1 = std::min(M, c0 + ROW_CHUNK);
-    if (bits == 8 && c1 - c0 < 4) {  // a few rows (single-user decode): one tile at a time streams the weights best
+    if (bits == 8) {
       const float* s8 = scales.data_ptr<float>();
-      at::parallel_for(0, T, 8, [&](int64_t begin, int64_t end) {
-        for (int64_t t = begin; t < end; ++t)
-          for (int64_t m = c0; m < c1; ++m) tile8<1, 1, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
-      });
-    } else if (bits == 8) {
-      const float* s8 = scales.data_ptr<float>();
-      at::parallel_for(0, T / 2, 4, [&](int64_t begin, int64_t end) {
-        for (int64_t p = begin; p < end; ++p) {  // a pair of tiles, every row of the chunk
-          const int64_t t = 2 * p;
-          int64_t m = c0;
-          for (; m + 4 <= c1; m += 4) tile8<4, 2, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
-          for (; m < c1; ++m) tile8<1, 2, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
+      // a few rows (single-user decode): one tile at a time streams the weights best; more rows: pairs of tiles
+      const int64_t nt = c1 - c0 < 4 ? 1 : 2;
+      at::parallel_for(0, T / nt, 8 / nt, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          if (nt == 1) tiles8<1, TO>(wp, tile_bytes, s8, rows, p, c0, c1, yp, N);
+          else tiles8<2, TO>(wp, tile_bytes, s8, rows, 2 * p, c0, c1, yp, N);
         }
       });
-      if (T % 2) {
-        const int64_t t = T - 1;
-        for (int64_t m = c0; m < c1; ++m) tile8<1, 1, TO>(wp + t * tile_bytes, tile_bytes, s8 + t * 16, rows, m, yp + m * N + t * 16, N);
-      }
+      if (nt == 2 && T % 2) tiles8<1, TO>(wp, tile_bytes, s8, rows, T - 1, c0, c1, yp, N);
     } else {
       const at::Half* s4 = scales.data_ptr<at::Half>();
       const at::Half* zp = zeros.data_ptr<at::Half>();
